@@ -1,0 +1,104 @@
+"""YAML in, specs out: safe loading, duplicate-key detection, readable validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+
+from mi_datagen.errors import SpecError
+from mi_datagen.spec.families import CanonicalFamily, DecayFamily
+from mi_datagen.spec.models import GraphSpec
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, dict) and "family" in data:
+        return str(data["family"])
+    return "graph"
+
+
+SpecFile = Annotated[
+    Union[
+        Annotated[GraphSpec, Tag("graph")],
+        Annotated[CanonicalFamily, Tag("canonical")],
+        Annotated[DecayFamily, Tag("decay")],
+    ],
+    Discriminator(_kind, custom_error_type="unknown_family",
+                  custom_error_message="family must be one of 'canonical', 'decay' (or omit it for an explicit spec)"),
+]
+"""What a spec file may hold: an explicit graph spec, or a family that expands to one."""
+
+_ADAPTER: TypeAdapter = TypeAdapter(SpecFile)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys (plain PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise SpecError(
+                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                    f"(first at line {seen[key] + 1}); each key may appear once"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("graph", "canonical", "decay", "function-after"))
+        # drop pydantic's union-member tags from the location
+        loc = ".".join(p for p in loc.split(".") if not p.startswith(("tagged-union", "function-")))
+        msg = e["msg"].removeprefix("Value error, ")
+        got = "" if e["type"] in ("value_error", "missing") else f" (got {e.get('input')!r:.80})"
+        lines.append(f"  {loc or '<root>'}: {msg}{got}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
+    """Validate a python object (as loaded from YAML/JSON) as a spec file."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec must be a mapping at the top level, got {type(data).__name__}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, source)) from None
+
+
+def load_yaml(text: str, source: str = "<string>") -> Any:
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{source}: not valid YAML (only plain YAML, no python tags): {err}") from None
+
+
+def load_spec(path: str | Path) -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: spec file not found")
+    return parse_spec(load_yaml(p.read_text(), str(p)), str(p))
+
+
+def loads_spec(text: str, source: str = "<string>") -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
+    return parse_spec(load_yaml(text, source), source)
+
+
+def dump_spec(spec: GraphSpec) -> str:
+    """An explicit spec as YAML (the output of ``mi-datagen expand``)."""
+    data = spec.model_dump(mode="json", exclude_defaults=False)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+
+
+def json_schema() -> dict:
+    """JSON Schema of a spec file (for editor completion)."""
+    schema = _ADAPTER.json_schema()
+    schema["title"] = "mi-datagen spec"
+    return schema

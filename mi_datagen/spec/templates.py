@@ -1,0 +1,119 @@
+"""Turn template specs into float64 arrays of length d (this is the only place templates touch files)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mi_datagen.errors import SpecError
+from mi_datagen.spec.templates_spec import (
+    BUILTIN_TEMPLATES,
+    BlobTemplate,
+    FileTemplate,
+    OneHotTemplate,
+    OnesTemplate,
+    RandomTemplate,
+    TemplateSpec,
+    UniformTemplate,
+)
+
+
+def _grid_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) view of a node shape: (d,) → (1, 1, d); (H, W) → (1, H, W)."""
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (1, shape[0], shape[1])
+    return (shape[0], shape[1], shape[2])
+
+
+def _onehot(t: OneHotTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
+    d = math.prod(shape)
+    out = np.zeros(d)
+    if isinstance(t.index, int):
+        flat = t.index
+    else:
+        if len(t.index) != len(shape) or any(i >= s for i, s in zip(t.index, shape)):
+            raise SpecError(f"{where}.index: {t.index} does not fit the node shape {list(shape)}; "
+                            f"give {len(shape)} indices each below its size, or a flat index < {d}")
+        flat = int(np.ravel_multi_index(tuple(t.index), shape))
+    if flat >= d:
+        raise SpecError(f"{where}.index: flat index {flat} >= d = {d}; use an index below d")
+    out[flat] = 1.0
+    return out
+
+
+def _blob(t: BlobTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
+    c, h, w = _grid_shape(shape)
+    channels = list(range(c)) if t.channels is None else t.channels
+    bad = [ch for ch in channels if ch >= c]
+    if bad:
+        raise SpecError(f"{where}.channels: {bad} out of range for {c} channel(s); use channels below {c}")
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    g = np.exp(-((rows - t.center[0]) ** 2 + (cols - t.center[1]) ** 2) / (2.0 * t.sigma**2))
+    out = np.zeros((c, h, w))
+    out[channels] = t.amplitude * g
+    return out.reshape(-1)
+
+
+def _from_file(t: FileTemplate, shape: tuple[int, ...], base_dir: Path, where: str) -> np.ndarray:
+    path = Path(t.path)
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise SpecError(f"{where}.path: template file {str(path)!r} not found")
+    d = math.prod(shape)
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False).astype(np.float64)
+    else:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            c = _grid_shape(shape)[0]
+            arr = np.asarray(im.convert("RGB" if c == 3 else "L"), dtype=np.float64) / 255.0
+        arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+    if arr.size != d or (arr.ndim > 1 and tuple(arr.shape) != tuple(shape)):
+        raise SpecError(f"{where}.path: template of shape {list(arr.shape)} does not match the node shape "
+                        f"{list(shape)} (d = {d}); save it with that shape or flat")
+    if not np.all(np.isfinite(arr)):
+        raise SpecError(f"{where}.path: template file holds NaN or infinite values; templates must be finite")
+    return arr.reshape(-1)
+
+
+def _normalize(arr: np.ndarray, how: str, where: str) -> np.ndarray:
+    if how == "none":
+        return arr
+    scale = {"l2": np.linalg.norm(arr), "rms": np.linalg.norm(arr) / math.sqrt(arr.size),
+             "max": np.max(np.abs(arr))}[how]
+    if scale == 0.0:
+        raise SpecError(f"{where}.normalize: cannot normalize an all-zero template ({how}); use normalize: none")
+    return arr / scale
+
+
+def resolve_template(t: TemplateSpec | str, shape: tuple[int, ...], *, named: dict | None = None,
+                     base_dir: Path | str = ".", where: str = "template") -> np.ndarray:
+    """The template as a float64 vector of length d = prod(shape)."""
+    if isinstance(t, str):
+        table = {**BUILTIN_TEMPLATES, **(named or {})}
+        if t not in table:
+            raise SpecError(f"{where}: unknown template {t!r}; known: {sorted(table)}")
+        where, t = f"templates.{t}", table[t]
+    d = math.prod(shape)
+    if isinstance(t, OnesTemplate):
+        arr = np.ones(d)
+    elif isinstance(t, UniformTemplate):
+        arr = np.full(d, 1.0 / math.sqrt(d))
+    elif isinstance(t, OneHotTemplate):
+        arr = _onehot(t, shape, where)
+    elif isinstance(t, BlobTemplate):
+        arr = _blob(t, shape, where)
+    elif isinstance(t, RandomTemplate):
+        rng = np.random.default_rng(t.seed)
+        arr = rng.standard_normal(d) if t.distribution == "normal" else rng.random(d)
+    elif isinstance(t, FileTemplate):
+        arr = _from_file(t, shape, Path(base_dir), where)
+    else:  # pragma: no cover - the discriminated union admits nothing else
+        raise SpecError(f"{where}: unsupported template {t!r}")
+    return _normalize(arr, t.normalize, where)
