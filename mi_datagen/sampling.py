@@ -39,19 +39,38 @@ def source_noise(model: StructuredModel, seed: int, start: int, stop: int) -> tu
     return np.concatenate(parts_sc), np.concatenate(parts_vec)
 
 
+def _combine(coefs: np.ndarray, parts: np.ndarray) -> np.ndarray:
+    """Σ_k coefs[k] · parts[:, k] accumulated elementwise in a fixed order.
+
+    BLAS matrix products may sum in a different order for different batch sizes; this does not,
+    so a sample's bytes do not depend on which batch it was computed in.
+    """
+    out = np.zeros(parts.shape[:1] + parts.shape[2:])
+    for k, c in enumerate(coefs):
+        if c != 0.0:
+            out += c * parts[:, k]
+    return out
+
+
 def sample_latents(model: StructuredModel, seed: int, start: int, stop: int,
                    names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Latents of samples [start, stop) as float64: scalars (n,), vectors (n, d)."""
+    """Latents of samples [start, stop) as float64: scalars (n,), vectors (n, d).
+
+    Byte-identical for a given (seed, i) whatever the range it is computed in.
+    """
     eps_sc, eps_vec = source_noise(model, seed, start, stop)
     out: dict[str, np.ndarray] = {}
     wanted = names if names is not None else [*model.scalar_rows, *model.vector_rows]
     for n in wanted:
         if n in model.scalar_rows:
-            out[n] = eps_sc @ model.A[model.scalar_rows[n]]
+            out[n] = _combine(model.A[model.scalar_rows[n]], eps_sc)
         elif n in model.vector_rows:
             i = model.vector_rows[n]
-            z = np.einsum("j,njd->nd", model.R[i], eps_vec)
-            z += (eps_sc @ model.C[i].T) @ model.T  # (n, K)·(K, P)·(P, d)
+            z = _combine(model.R[i], eps_vec)
+            for p in range(model.T.shape[0]):
+                w = _combine(model.C[i, p], eps_sc)  # (n,) weight of template p
+                if np.any(w):
+                    z += w[:, None] * model.T[p]
             out[n] = z
         else:
             raise KeyError(f"unknown node {n!r}")

@@ -56,13 +56,46 @@ class InfoSolver:
 
     def logdet(self, names: Iterable[str] | str) -> float:
         """log|Σ_names|; -inf when singular."""
-        names = _names(names)
-        self._check(names)
-        key = frozenset(names)
-        if key not in self._cache:
-            order = tuple(n for n in self.sem.names if n in key)
-            self._cache[key] = self._logdet(order)
-        return self._cache[key]
+        key = frozenset(_names(names))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        self._check(tuple(key))
+        order = tuple(n for n in self.sem.names if n in key)
+        self._cache[key] = value = self._logdet(order)
+        return value
+
+    def prefetch(self, sets: Iterable[Iterable[str]]) -> None:
+        """Compute the log-dets of many sets at once (batched by signature on the structured path)."""
+        todo = {frozenset(x) for x in sets} - set(self._cache)
+        if self._fast is None or not todo:
+            return
+        groups: dict[tuple[int, int], list[tuple[frozenset, tuple, tuple]]] = {}
+        kinds = self.sem.kinds
+        for key in todo:
+            order = [n for n in self.sem.names if n in key]
+            sc = tuple(n for n in order if kinds[n] == "scalar")
+            vc = tuple(n for n in order if kinds[n] == "vector")
+            groups.setdefault((len(sc), len(vc)), []).append((key, sc, vc))
+        for (ns, nv), items in groups.items():
+            if ns == 0 and nv == 0:
+                for key, _, _ in items:
+                    self._cache[key] = 0.0
+                continue
+            try:
+                vals = self._fast.logdet_many([i[1] for i in items], [i[2] for i in items])
+            except NeedsDense:
+                continue  # left to logdet(), which falls back per set
+            for (key, _, _), v in zip(items, vals):
+                self._cache[key] = float(v)
+
+    def prefetch_mi(self, quantities: Iterable[tuple]) -> None:
+        """Prefetch every log-det that ``mi(a, b, given)`` needs for each (a, b, given)."""
+        sets = []
+        for a, b, c in quantities:
+            a, b, c = _names(a), _names(b), _names(c)
+            sets += [a + c, b + c, c, a + b + c]
+        self.prefetch(sets)
 
     def _logdet(self, order: tuple[str, ...]) -> float:
         if self._fast is not None:

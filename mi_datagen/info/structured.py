@@ -117,3 +117,46 @@ class StructuredSolver:
             r = zs - mean
             out += np.einsum("ni,ni->n", r, np.linalg.solve(S, r.T).T)
         return out
+
+    def logdet_many(self, scalars: list[tuple[str, ...]], vectors: list[tuple[str, ...]]) -> np.ndarray:
+        """Batched :meth:`logdet` for sets of one signature (same |σ| and |S| for every set).
+
+        Stacked SVD / Cholesky / einsum, so the Python overhead is per signature, not per set.
+        Raises :class:`NeedsDense` if any set needs the dense path (callers fall back per set).
+        """
+        m = self.m
+        B, ns, nv, K = len(vectors), len(scalars[0]), len(vectors[0]), m.K
+        out = np.zeros(B)
+        chol = np.broadcast_to(np.eye(K), (B, K, K))
+        if nv:
+            idx = np.array([[m.vector_rows[v] for v in vs] for vs in vectors])
+            R = m.R[idx]  # (B, nv, J)
+            if R.shape[2] < nv:
+                sing = np.ones(B, bool)
+                U, sv = np.broadcast_to(np.eye(nv), (B, nv, nv)), np.ones((B, nv))
+            else:
+                U, sv, _ = np.linalg.svd(R, full_matrices=False)
+                tol = max(R.shape[1:]) * EPS * 8 * sv.max(axis=1)
+                sing = (sv.min(axis=1) <= tol) | (sv.max(axis=1) == 0.0)
+            if sing.any() and m.d <= K:
+                raise NeedsDense(vectors)
+            sv = np.where(sing[:, None], 1.0, sv)
+            Cinv = np.einsum("bus,bs,bvs->buv", U, 1.0 / sv**2, U)
+            Cv = m.C[idx]  # (B, nv, P, K)
+            GC = np.einsum("pq,bvqk->bvpk", m.G, Cv)
+            M = np.einsum("buv,bupk,bvpl->bkl", Cinv, Cv, GC)
+            chol = np.linalg.cholesky(np.eye(K) + 0.5 * (M + np.swapaxes(M, 1, 2)))
+            out += m.d * 2.0 * np.log(sv).sum(axis=1)
+            out += 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
+            out[sing] = -np.inf
+        if ns:
+            A = m.A[np.array([[m.scalar_rows[x] for x in ss] for ss in scalars])]  # (B, ns, K)
+            if K < ns:
+                return np.full(B, -np.inf)
+            Bm = np.linalg.solve(chol, np.swapaxes(A, 1, 2))  # (B, K, ns)
+            sv = np.linalg.svd(Bm, compute_uv=False)
+            scale = np.linalg.norm(A, 2, axis=(1, 2))
+            sing = (sv.min(axis=1) <= max(K, ns) * EPS * 8 * scale) | (sv.min(axis=1) == 0.0)
+            out += 2.0 * np.log(np.where(sing[:, None], 1.0, sv)).sum(axis=1)
+            out[sing] = -np.inf
+        return out

@@ -26,7 +26,7 @@ SpecFile = Annotated[
         Annotated[DecayFamily, Tag("decay")],
     ],
     Discriminator(_kind, custom_error_type="unknown_family",
-                  custom_error_message="family must be one of 'canonical', 'decay' (or omit it for an explicit spec)"),
+                  custom_error_message="family: must be one of 'canonical', 'decay' (or omit it for an explicit spec)"),
 ]
 """What a spec file may hold: an explicit graph spec, or a family that expands to one."""
 
@@ -49,15 +49,49 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_TYPE_TAGS = {"float", "int", "str", "bool", "constrained-str", "constrained-float"}
+_SPEC_TAGS = {"graph", "canonical", "decay"}
+_TEMPLATE_TAGS = {"ones", "uniform", "onehot", "blob", "random", "file"}
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union-member tags from an error location, keep field names and indices."""
+    out: list = []
+    for i, p in enumerate(loc):
+        if isinstance(p, int):
+            out.append(p)
+            continue
+        if p in _TYPE_TAGS or p.startswith(("tagged-union[", "function-", "list[", "dict[", "union[")):
+            continue
+        if i == 0 and p in _SPEC_TAGS:
+            continue
+        near = [x for x in loc[max(0, i - 3):i] if isinstance(x, str)]
+        if p in _TEMPLATE_TAGS and near and near[-1] != "templates" and ("template" in near or "templates" in near):
+            continue
+        out.append(p)
+    return tuple(out)
+
+
+def _render_loc(loc: tuple) -> str:
+    text = ""
+    for p in loc:
+        text += f"[{p}]" if isinstance(p, int) else (f".{p}" if text else str(p))
+    return text
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: invalid spec ({err.error_count()} problem{'s' if err.error_count() > 1 else ''})"]
-    for e in err.errors(include_url=False):
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("graph", "canonical", "decay", "function-after"))
-        # drop pydantic's union-member tags from the location
-        loc = ".".join(p for p in loc.split(".") if not p.startswith(("tagged-union", "function-")))
+    """One line per problem: the field path, what is wrong, and the offending value."""
+    errors = [(_clean_loc(e["loc"]), e) for e in err.errors(include_url=False)]
+    # a value failing every member of a `number | parameter-name` union: keep the specific complaint
+    keep = [(loc, e) for loc, e in errors
+            if not (e["type"] == "string_type"
+                    and any(o is not e and loc2[:len(loc)] == loc for loc2, o in errors))]
+    lines = [f"{source}: invalid spec ({len(keep)} problem{'s' if len(keep) > 1 else ''})"]
+    for loc, e in keep:
         msg = e["msg"].removeprefix("Value error, ")
-        got = "" if e["type"] in ("value_error", "missing") else f" (got {e.get('input')!r:.80})"
-        lines.append(f"  {loc or '<root>'}: {msg}{got}")
+        got = "" if e["type"] in ("value_error", "missing", "assertion_error") else f" (got {e.get('input')!r:.80})"
+        where = _render_loc(loc)
+        lines.append(f"  {where + ': ' if where else ''}{msg}{got}")
     return "\n".join(lines)
 
 
