@@ -38,8 +38,13 @@ class _Parts:
 
 
 class StructuredSolver:
+    # Cholesky of the Gram C_S = R_S R_Sᵀ squares R_S's condition number, and d·log|C_S| multiplies
+    # the error by d: sets whose squared pivot ratio is below this go through the SVD of R_S instead.
+    GRAM_PIVOT_RATIO = 1e-4
+
     def __init__(self, model: StructuredModel):
         self.m = model
+        self.gram = model.R @ model.R.T  # C for every vector-node pair, computed once
 
     def parts(self, vectors: tuple[str, ...]) -> _Parts | None:
         """None when Σ_SS is singular (a block is a deterministic function of the others)."""
@@ -130,23 +135,14 @@ class StructuredSolver:
         chol = np.broadcast_to(np.eye(K), (B, K, K))
         if nv:
             idx = np.array([[m.vector_rows[v] for v in vs] for vs in vectors])
-            R = m.R[idx]  # (B, nv, J)
-            if R.shape[2] < nv:
-                sing = np.ones(B, bool)
-                U, sv = np.broadcast_to(np.eye(nv), (B, nv, nv)), np.ones((B, nv))
-            else:
-                U, sv, _ = np.linalg.svd(R, full_matrices=False)
-                tol = max(R.shape[1:]) * EPS * 8 * sv.max(axis=1)
-                sing = (sv.min(axis=1) <= tol) | (sv.max(axis=1) == 0.0)
+            logdet_C, Cinv, sing = self._kron_parts(idx)
             if sing.any() and m.d <= K:
                 raise NeedsDense(vectors)
-            sv = np.where(sing[:, None], 1.0, sv)
-            Cinv = np.einsum("bus,bs,bvs->buv", U, 1.0 / sv**2, U)
             Cv = m.C[idx]  # (B, nv, P, K)
             GC = np.einsum("pq,bvqk->bvpk", m.G, Cv)
             M = np.einsum("buv,bupk,bvpl->bkl", Cinv, Cv, GC)
             chol = np.linalg.cholesky(np.eye(K) + 0.5 * (M + np.swapaxes(M, 1, 2)))
-            out += m.d * 2.0 * np.log(sv).sum(axis=1)
+            out += m.d * logdet_C
             out += 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
             out[sing] = -np.inf
         if ns:
@@ -160,3 +156,38 @@ class StructuredSolver:
             out += 2.0 * np.log(np.where(sing[:, None], 1.0, sv)).sum(axis=1)
             out[sing] = -np.inf
         return out
+
+    def _kron_parts(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """log|C_S|, C_S⁻¹ and the singular mask for a batch of vector sets (rows of ``idx``).
+
+        Well-conditioned sets: batched Cholesky of the precomputed Gram. The rest (and any set
+        whose Gram is not numerically PD): SVD of R_S, which decides singularity exactly.
+        """
+        B, nv = idx.shape
+        C = self.gram[idx[:, :, None], idx[:, None, :]]
+        logdet = np.zeros(B)
+        Cinv = np.broadcast_to(np.eye(nv), (B, nv, nv)).copy()
+        slow = np.ones(B, bool)
+        try:
+            L = np.linalg.cholesky(C)
+            piv = np.diagonal(L, axis1=1, axis2=2) ** 2
+            slow = piv.min(axis=1) <= self.GRAM_PIVOT_RATIO * np.diagonal(C, axis1=1, axis2=2).max(axis=1)
+            fast = ~slow
+            logdet[fast] = np.log(piv[fast]).sum(axis=1)
+            Cinv[fast] = np.linalg.inv(C[fast])
+        except np.linalg.LinAlgError:
+            pass
+        sing = np.zeros(B, bool)
+        if slow.any():
+            R = self.m.R[idx[slow]]
+            if R.shape[2] < nv:
+                sing[slow] = True
+            else:
+                U, sv, _ = np.linalg.svd(R, full_matrices=False)
+                tol = max(R.shape[1:]) * EPS * 8 * sv.max(axis=1)
+                s_sing = (sv.min(axis=1) <= tol) | (sv.max(axis=1) == 0.0)
+                sv = np.where(s_sing[:, None], 1.0, sv)
+                logdet[slow] = 2.0 * np.log(sv).sum(axis=1)
+                Cinv[slow] = np.einsum("bus,bs,bvs->buv", U, 1.0 / sv**2, U)
+                sing[slow] = s_sing
+        return logdet, Cinv, sing

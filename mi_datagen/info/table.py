@@ -68,13 +68,13 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
     t = (target,)
     mi_recs: list[MIRecord] = []
     plan = _plan(t, mods, extra, conditionals)
-    solver.prefetch_mi(plan)
+    values = dict(zip(plan, solver.mi_many(plan)))
     solver.prefetch([t, *((m,) for m in mods), mods, t + mods])
 
     def add(a, b, given, kind):
-        v = solver.mi(a, b, given)
-        mi_recs.append(MIRecord(tuple(a), tuple(b), tuple(given), v, kind,
-                                None if math.isfinite(v) else solver.explain(a, b, given)))
+        a, b, given = tuple(a), tuple(b), tuple(given)
+        v = values[(a, b, given)] if (a, b, given) in values else solver.mi(a, b, given)
+        mi_recs.append(MIRecord(a, b, given, v, kind, None if math.isfinite(v) else solver.explain(a, b, given)))
 
     for m in mods:
         add(t, (m,), (), "target-modality")
@@ -88,7 +88,7 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
         for x, y in itertools.permutations(mods, 2):
             add(t, (x,), (y,), "target-modality-given-other")
     for a, b, given in extra:
-        add(tuple(a), tuple(b), tuple(given), "report")
+        add(a, b, given, "report")
 
     ent_sets = [t, *((m,) for m in mods)]
     if len(mods) > 1:
@@ -99,7 +99,7 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
         ents.append(EntropyRecord(s, h, note=None if math.isfinite(h) else solver.explain(s)))
     tcs = []
     if len(mods) > 1:
-        tc = solver.total_correlation([(m,) for m in mods])
+        tc = sum(values[(mods[:i], (mods[i],), ())] for i in range(1, len(mods)))  # chain rule
         tcs.append(EntropyRecord(mods, tc, kind="total-correlation",
                                  note=None if math.isfinite(tc) else "a modality is a deterministic function of others"))
     inter = []

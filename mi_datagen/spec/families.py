@@ -19,6 +19,10 @@ TemplateRef = Union[Name, TemplateSpec]
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
+# Edges are built with model_construct: every value comes from this family's validated fields, and
+# GraphSpec's own validators still check the assembled graph (names, DAG, templates, parameters).
+
+
 def _is_zero(c: Coef) -> bool:
     return not isinstance(c, str) and float(c) == 0.0
 
@@ -86,11 +90,11 @@ class CanonicalFamily(_FamilyCommon):
                 c = self.rho_tilde[i][a]
                 if not _is_zero(c):
                     t = self.template[i][a] if self.template else "ones"
-                    edges.append(EdgeSpec(parent=u[a], child=names[i], coef=c, template=t))
+                    edges.append(EdgeSpec.model_construct(parent=u[a], child=names[i], coef=c, template=t))
             for b in range(j):
                 c = self.rho_hat[i][b]
                 if not _is_zero(c):
-                    edges.append(EdgeSpec(parent=e[b], child=names[i], coef=c))
+                    edges.append(EdgeSpec.model_construct(parent=e[b], child=names[i], coef=c, template=None))
         return GraphSpec(**self._common(), nodes=nodes, edges=edges, target=self.target_name, modalities=mods)
 
 
@@ -130,11 +134,11 @@ class DecayFamily(_FamilyCommon):
             t = self.template[i - 1] if isinstance(self.template, list) else self.template
             c = self._scaled(self.rho_tilde, self.beta ** (-i))
             if c != 0.0:
-                edges.append(EdgeSpec(parent="u1", child=names[i - 1], coef=c, template=t))
+                edges.append(EdgeSpec.model_construct(parent="u1", child=names[i - 1], coef=c, template=t))
             for jj in range(1, n + 1):
                 c = self._scaled(self.rho_hat, self.alpha ** (-abs(i - jj)))
                 if abs(c) > self.min_coef:
-                    edges.append(EdgeSpec(parent=e[jj - 1], child=names[i - 1], coef=c))
+                    edges.append(EdgeSpec.model_construct(parent=e[jj - 1], child=names[i - 1], coef=c, template=None))
         return GraphSpec(**self._common(), nodes=nodes, edges=edges, target=self.target_name, modalities=mods)
 
 

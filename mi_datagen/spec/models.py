@@ -228,10 +228,9 @@ class GraphSpec(SpecCommon):
     @model_validator(mode="after")
     def graph_acyclic(self) -> "GraphSpec":
         g = nx.DiGraph((e.parent, e.child) for e in self.edges)
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
+        if nx.is_directed_acyclic_graph(g):
             return self
+        cycle = nx.find_cycle(g)
         loop = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
         raise ValueError(f"edges: the graph has a cycle {loop}; a structural causal model must be a DAG")
 
@@ -339,6 +338,8 @@ class GraphSpec(SpecCommon):
 
     def substituted(self) -> "GraphSpec":
         """Every coefficient and noise std as a number (parameters kept as a record)."""
-        nodes = [n.model_copy(update={"noise_std": self.resolve(n.noise_std)}) for n in self.nodes]
-        edges = [e.model_copy(update={"coef": self.resolve(e.coef)}) for e in self.edges]
+        nodes = [n.model_copy(update={"noise_std": self.resolve(n.noise_std)}) if isinstance(n.noise_std, str) else n
+                 for n in self.nodes]
+        edges = [e.model_copy(update={"coef": self.resolve(e.coef)}) if isinstance(e.coef, str) else e
+                 for e in self.edges]
         return self.model_copy(update={"nodes": nodes, "edges": edges})
