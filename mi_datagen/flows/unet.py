@@ -41,7 +41,7 @@ class UNetConfig:
 
 PRESETS: dict[str, UNetConfig] = {
     # trains and samples on a 2-core CPU (bf16 autocast on AMX)
-    "cpu-small": UNetConfig(base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1),
+    "cpu-small": UNetConfig(base_channels=24, channel_mults=(1, 2, 3), num_res_blocks=1),
     "cpu-medium": UNetConfig(base_channels=48, channel_mults=(1, 2, 2), num_res_blocks=2, attention_levels=(2,)),
     # for a GPU
     "gpu-large": UNetConfig(base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_levels=(1, 2),
@@ -54,7 +54,7 @@ PRESETS: dict[str, UNetConfig] = {
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     half = dim // 2
     freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = (t.float()[:, None] * 1000.0) * freqs[None] / 1000.0 * 100.0
+    args = t.float()[:, None] * 100.0 * freqs[None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 
@@ -134,7 +134,7 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if t.dim() == 0:
             t = t.expand(x.shape[0])
-        e = self.t_mlp(timestep_embedding(t, self.cfg.emb_dim)) + self.c_emb(c)
+        e = self.t_mlp(timestep_embedding(t, self.cfg.emb_dim).to(self.inp.weight.dtype)) + self.c_emb(c)
         h = self.inp(x)
         hs = [h]
         for blocks in self.down:
