@@ -188,3 +188,39 @@ def test_checkpoint_refuses_pickled_objects(tmp_path):
 
     with pytest.raises(Exception, match="Weights only load failed|weights_only"):
         load_checkpoint(p, expected_sha256=sha256_file(p))
+
+
+def test_export_load_registry_and_cli(folder, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+    from mi_datagen.flows.io import export_flow, load_flow
+
+    data = load_images("imagefolder", folder, image_size=8)
+    ck = train(data, tmp_path / "run", TINY, TrainConfig(steps=20, batch_size=8, warmup=5, checkpoint_every=20,
+                                                         sample_every=0), quiet=True)
+    flows = tmp_path / "flows"
+    monkeypatch.setenv("MI_DATAGEN_FLOWS", str(flows))
+    solver = SolverConfig(method="euler", steps=6, t_end=0.95)
+    export_flow(ck, flows / "tiny.pt", solver, name="tiny")
+    f = load_flow("tiny")
+    assert f.classes == ("blues", "reds") and f.solver == solver and f.label_index("reds") == 1
+    with pytest.raises(KeyError, match="class 'greens' is not in tiny.pt"):
+        f.label_index("greens")
+    z = torch.randn(2, *f.shape)
+    assert torch.equal(f.map(z, "reds"), flow_map(f.net, z, 1, solver))
+    # the registry pins the hash: a replaced file is refused even with a matching sidecar
+    save_checkpoint(torch.load(flows / "tiny.pt", weights_only=True) | {"step": 999}, flows / "tiny.pt")
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_flow("tiny")
+    export_flow(ck, flows / "tiny.pt", solver, name="tiny")
+    runner = CliRunner()
+    r = runner.invoke(app, ["certify-flow", "tiny", "--n", "2", "--json", str(tmp_path / "c.json"), "--no-lipschitz"])
+    assert r.exit_code == 0, r.output
+    assert "all certified" in r.output and set(json.loads((tmp_path / "c.json").read_text())) == {"blues", "reds"}
+    r = runner.invoke(app, ["sample-flow", "tiny", "--out", str(tmp_path / "g.png"), "--per-class", "2"])
+    assert r.exit_code == 0 and (tmp_path / "g.png").is_file()
+    r = runner.invoke(app, ["certify-flow", "nope"])
+    assert r.exit_code == 2 and "neither a shipped flow" in r.output

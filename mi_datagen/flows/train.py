@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,7 +145,16 @@ def train(data: ImageData, run_dir: str | Path, model_cfg: UNetConfig, cfg: Trai
             "optimizer": opt.state_dict(), "rng": gen.get_state(),
         }, ckpt_path)
 
-    start = time.time()
+    stop = {"now": False}
+
+    def _on_signal(signum, frame):  # checkpoint, then stop (so `kill` never loses more than a step)
+        stop["now"] = True
+
+    import signal
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    start = run_start = time.time()
     bar = tqdm(total=cfg.steps, initial=state.step, desc="train-flow", unit="step", disable=quiet, mininterval=5)
     acc, acc_n = 0.0, 0
     net.train()
@@ -173,7 +183,7 @@ def train(data: ImageData, run_dir: str | Path, model_cfg: UNetConfig, cfg: Trai
             state.losses.append((state.step, acc / acc_n))
             bar.set_postfix(loss=f"{acc / acc_n:.4f}")
             acc, acc_n = 0.0, 0
-        out_of_time = max_seconds is not None and time.time() - start >= max_seconds
+        out_of_time = (max_seconds is not None and time.time() - run_start >= max_seconds) or stop["now"]
         if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or out_of_time:
             state.wall_s += time.time() - start
             start = time.time()
@@ -184,6 +194,8 @@ def train(data: ImageData, run_dir: str | Path, model_cfg: UNetConfig, cfg: Trai
         if out_of_time:
             break
     bar.close()
+    for sig, h in old_handlers.items():
+        signal.signal(sig, h)
     if not quiet:
         last = state.losses[-1][1] if state.losses else float("nan")
         print(f"train-flow: step {state.step}/{cfg.steps}, loss {last:.4f}, {state.wall_s / 60:.1f} min in total, "

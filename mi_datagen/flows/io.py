@@ -1,0 +1,98 @@
+"""Load a flow for use: shipped checkpoints (registry with pinned sha256) or any exported file.
+
+A shipped/exported flow file holds the EMA weights, the model config, the class names, the data
+description and the recommended (certified) solver settings. ``flows/registry.json`` pins the
+sha256 of each shipped file, so a swapped file is refused even if its sidecar was swapped too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
+from mi_datagen.flows.ode import SolverConfig, flow_map
+from mi_datagen.flows.unet import UNet, UNetConfig
+
+FORMAT = "mi-datagen-flow/1"
+
+
+def flows_dir() -> Path:
+    """The shipped flows folder: $MI_DATAGEN_FLOWS, else <repo>/flows."""
+    env = os.environ.get("MI_DATAGEN_FLOWS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "flows"
+
+
+def registry(path: Path | None = None) -> dict:
+    p = path or flows_dir() / "registry.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+@dataclass
+class Flow:
+    net: UNet
+    classes: tuple[str, ...]
+    solver: SolverConfig
+    meta: dict
+    sha256: str
+    path: Path
+
+    def label_index(self, label) -> int:
+        if isinstance(label, int) and not isinstance(label, bool):
+            if not 0 <= label < len(self.classes):
+                raise KeyError(f"class index {label} out of range for {self.path.name} ({len(self.classes)} classes)")
+            return label
+        if label not in self.classes:
+            raise KeyError(f"class {label!r} is not in {self.path.name}; its classes: {list(self.classes)}")
+        return self.classes.index(label)
+
+    def map(self, z: torch.Tensor, label, solver: SolverConfig | None = None) -> torch.Tensor:
+        return flow_map(self.net, z, self.label_index(label), solver or self.solver)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        c = self.net.cfg
+        return (c.image_channels, c.image_size, c.image_size)
+
+
+def load_flow(ref: str | Path = "default", device: str = "cpu") -> Flow:
+    """``ref``: a registry name (e.g. ``default``) or a path to an exported flow file."""
+    reg = registry()
+    if isinstance(ref, str) and ref in reg:
+        entry = reg[ref]
+        path, expected = flows_dir() / entry["file"], entry["sha256"]
+    else:
+        path, expected = Path(ref), None
+        if not path.is_file():
+            raise CheckpointError(f"flow {str(ref)!r}: neither a shipped flow ({sorted(reg)}) nor a file")
+    ck = load_checkpoint(path, expected_sha256=expected, map_location=device)
+    if ck.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an exported flow (format {ck.get('format')!r}); run `mi-datagen export-flow`")
+    net = UNet(UNetConfig.from_dict(ck["model_config"])).to(device)
+    net.load_state_dict(ck["model"])
+    net.eval().requires_grad_(False)
+    meta = {k: ck[k] for k in ("data", "step", "wall_s", "train_config", "losses") if k in ck}
+    return Flow(net, tuple(ck["classes"]), SolverConfig(**ck["solver"]), meta, sha256_file(path), path)
+
+
+def export_flow(train_checkpoint: str | Path, out: str | Path, solver: SolverConfig,
+                name: str | None = None) -> str:
+    """Write the EMA weights of a training checkpoint as a flow file; optionally register it by name."""
+    ck = load_checkpoint(train_checkpoint)
+    data = json.loads(ck["data"])
+    out = Path(out)
+    digest = save_checkpoint({
+        "format": FORMAT, "model_config": ck["model_config"], "model": ck["ema"], "classes": list(data["classes"]),
+        "data": ck["data"], "step": ck["step"], "wall_s": ck["wall_s"], "train_config": ck["train_config"],
+        "losses": ck["losses"], "solver": solver.to_dict(),
+    }, out)
+    if name is not None:
+        reg_path = out.parent / "registry.json"
+        reg = json.loads(reg_path.read_text()) if reg_path.is_file() else {}
+        reg[name] = {"file": out.name, "sha256": digest, "step": ck["step"]}
+        reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+    return digest
