@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from enum import Enum
 from pathlib import Path
@@ -15,12 +14,12 @@ from rich.table import Table
 
 from mi_datagen import __version__
 from mi_datagen.errors import MIDatagenError
+from mi_datagen.info.units import format_info, quantity_label, to_bits
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Realistic multimodal datasets with exactly known mutual information.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-LN2 = math.log(2.0)
 
 
 class SolverMethod(str, Enum):
@@ -35,20 +34,15 @@ def _fail(e: Exception) -> None:
 
 
 def _fmt(v: float | None) -> str:
-    if v is None:
-        return "undefined"
-    if math.isinf(v):
-        return "∞" if v > 0 else "-∞"
-    return f"{v:.6f}"
+    return format_info(v, 6)
 
 
 def _bits(v: float | None) -> str:
-    return _fmt(None if v is None else v / LN2)
+    return format_info(to_bits(v), 6)
 
 
 def _label(r) -> str:
-    g = f" | {','.join(r.given)}" if r.given else ""
-    return f"I({','.join(r.a)}; {','.join(r.b)}{g})"
+    return quantity_label(r.a, r.b, r.given)
 
 
 def _render(table, title: str) -> None:

@@ -6,32 +6,26 @@ markers; a test checks that the README and the code agree.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 from mi_datagen.api import load_and_expand, table_for
+from mi_datagen.info.units import format_info, quantity_label, to_bits
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (python -m mi_datagen.bench.spec_tables dag_specs/README.md) -->"
 END = "<!-- END GENERATED TABLES -->"
-LN2 = math.log(2.0)
 
 
 def _num(v: float | None) -> str:
-    if v is None:
-        return "undefined"
-    if math.isinf(v):
-        return "∞" if v > 0 else "−∞"
-    return f"{v:.4f}"
+    return format_info(v, 4)
 
 
-def _bits(v):
-    return _num(None if v is None else v / LN2)
+def _bits(v: float | None) -> str:
+    return format_info(to_bits(v), 4)
 
 
 def _label(a, b, given) -> str:
-    g = f" \\| {','.join(given)}" if given else ""
-    return f"I({','.join(a)}; {','.join(b)}{g})"
+    return quantity_label(a, b, given, bar="\\|")  # a pipe inside a markdown table cell
 
 
 def render_spec(path: Path, max_rows: int = 40) -> str:

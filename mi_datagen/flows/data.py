@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +82,3 @@ def load_images(source: str, root: str | Path, *, train: bool = True, cache_dir:
         raise DataError(f"unknown data source {source!r}; use 'cifar10' or 'imagefolder'")
     desc.update(n=int(len(labels)), classes=classes, shape=list(images.shape[1:]))
     return ImageData(images, labels, tuple(classes), desc)
-
-
-def describe(data: ImageData) -> str:
-    return json.dumps(data.description)
-

@@ -79,10 +79,9 @@ def _labels(label, n: int, device) -> torch.Tensor:
 
 
 def _solve(field: nn.Module, x: torch.Tensor, t: torch.Tensor, cfg: SolverConfig) -> torch.Tensor:
-    opts = {}
     if cfg.method == "dopri5":
         return odeint(field, x, t.to(x.device), method="dopri5", rtol=cfg.rtol, atol=cfg.atol)
-    return odeint(field, x, t.to(x.device), method=cfg.method, options=opts)
+    return odeint(field, x, t.to(x.device), method=cfg.method)
 
 
 @torch.no_grad()
