@@ -224,3 +224,28 @@ def test_export_load_registry_and_cli(folder, tmp_path, monkeypatch):
     assert r.exit_code == 0 and (tmp_path / "g.png").is_file()
     r = runner.invoke(app, ["certify-flow", "nope"])
     assert r.exit_code == 2 and "neither a shipped flow" in r.output
+
+
+def test_quality_metrics_on_tiny_data(folder):
+    from mi_datagen.flows.quality import accuracy, frechet_distance, train_classifier
+
+    data = load_images("imagefolder", folder, image_size=8)
+    clf, info = train_classifier(data, epochs=15, batch_size=8, lr=5e-3, quiet=True)
+    assert accuracy(clf, data) == 1.0  # red vs blue images are separable
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4000, 3)), rng.standard_normal((4000, 3))
+    assert frechet_distance(a, b) < 0.02
+    # shifted mean by 2 in one coordinate and doubled std in another: FD = 4 + (2 − 1)² = 5
+    c = b * np.array([1.0, 2.0, 1.0]) + np.array([2.0, 0.0, 0.0])
+    assert frechet_distance(a, c) == pytest.approx(5.0, rel=0.05)
+
+
+def test_dopri5_reference_agrees_with_fine_fixed_grid():
+    net = perturbed(TINY)
+    z = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    ref = flow_map(net, z, 1, SolverConfig(method="dopri5", t_end=0.98, rtol=1e-9, atol=1e-9))
+    err = [(flow_map(net, z, 1, SolverConfig(method="rk4", steps=s, t_end=0.98)) - ref).abs().max().item()
+           for s in (32, 64)]
+    assert err[1] < 1e-5 and err[1] < err[0] / 8, err  # 4th-order convergence to the reference
+    with pytest.raises(ValueError, match="only fixed-grid solves can be certified"):
+        certify(net, z, 1, SolverConfig(method="dopri5"))

@@ -61,8 +61,9 @@ def _lr(cfg: TrainConfig, step: int) -> float:
 
 def cfm_loss(net, x1: torch.Tensor, labels: torch.Tensor, gen: torch.Generator, sigma_min: float,
              bf16: bool = False) -> torch.Tensor:
-    x0 = torch.randn(x1.shape, generator=gen, device=x1.device)
-    t = torch.rand(x1.shape[0], generator=gen, device=x1.device)
+    # drawn from the CPU generator and moved: the same numbers on every device
+    x0 = torch.randn(x1.shape, generator=gen).to(x1.device)
+    t = torch.rand(x1.shape[0], generator=gen).to(x1.device)
     tb = t[:, None, None, None]
     xt = (1 - (1 - sigma_min) * tb) * x0 + tb * x1
     target = x1 - (1 - sigma_min) * x0
