@@ -68,10 +68,11 @@ class Certificate:
     def summary(self) -> str:
         worst = max(self.steps, key=lambda s: s.contraction_rate)
         lips = [s.lipschitz for s in self.steps if s.lipschitz is not None]
+        lip = f"max local Lipschitz {max(lips):.3f}" if lips else "local Lipschitz not estimated"
         return (f"{'CERTIFIED' if self.certified else 'NOT CERTIFIED'}: {len(self.steps)} {self.solver['method']} steps "
                 f"to t = {self.solver['t_end']} ({self.solver['grid']} grid), {self.n_samples} samples; worst "
-                f"contraction rate {worst.contraction_rate:.3f} (step {worst.n}), max local Lipschitz "
-                f"{max(lips) if lips else float('nan'):.3f}; round trip rel RMS max {self.roundtrip_rel_rms_max:.2e}, "
+                f"contraction rate {worst.contraction_rate:.3f} (step {worst.n}), {lip}; "
+                f"round trip rel RMS max {self.roundtrip_rel_rms_max:.2e}, "
                 f"max abs {self.roundtrip_max_abs:.2e}" + ("" if self.certified else f"; failed steps {self.failed_steps()}"))
 
 
