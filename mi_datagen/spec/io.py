@@ -33,20 +33,25 @@ SpecFile = Annotated[
 _ADAPTER: TypeAdapter = TypeAdapter(SpecFile)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys (plain PyYAML keeps the last one silently)."""
+def _check_duplicate_keys(node) -> None:
+    """Reject duplicate mapping keys (plain YAML loading keeps the last one silently).
 
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+    Works on the composed node tree (``yaml.compose`` builds nodes, it constructs no objects).
+    """
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             if key in seen:
                 raise SpecError(
-                    f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                    f"duplicate key {key_node.value!r} at line {key_node.start_mark.line + 1} "
                     f"(first at line {seen[key] + 1}); each key may appear once"
                 )
             seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
+            _check_duplicate_keys(value_node)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicate_keys(item)
 
 
 _TYPE_TAGS = {"float", "int", "str", "bool", "constrained-str", "constrained-float"}
@@ -107,7 +112,8 @@ def parse_spec(data: Any, source: str = "<spec>") -> Union[GraphSpec, CanonicalF
 
 def load_yaml(text: str, source: str = "<string>") -> Any:
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        _check_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
+        return yaml.safe_load(text)
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
