@@ -93,7 +93,7 @@ def invert_step(net, y: torch.Tensor, label, cfg: SolverConfig, n: int, *, tol: 
         delta = _rms(x_new - x) / scale
         x = x_new
         if prev is not None:
-            useful = prev > 50 * tol * 1e-2  # ratios at the float floor are noise
+            useful = prev > 0.5 * tol  # ratios taken at the float floor would be noise
             rate = torch.where(useful, torch.maximum(rate, delta / prev.clamp_min(1e-30)), rate)
         if bool((delta < tol).all()):
             return x, k, True, float(rate.max()), float(delta.max())
