@@ -7,7 +7,7 @@ velocity does not depend on the other samples in its batch.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
