@@ -18,11 +18,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	@mkdir -p $(OUT)
 	$(BIN)/mi-datagen validate dag_specs/two_modalities_sweep.yaml
-	$(BIN)/mi-datagen info dag_specs/two_modalities.yaml
-	$(BIN)/mi-datagen info dag_specs/two_modalities.yaml --json > $(OUT)/two_modalities.info.json
-	$(BIN)/mi-datagen info dag_specs/multimodal_decay.yaml --no-conditionals
-	$(BIN)/mi-datagen expand dag_specs/two_modalities_sweep.yaml -o $(OUT)/two_modalities_sweep.expanded.yaml
-	@echo "demo: information manifest in $(OUT)/two_modalities.info.json, explicit sweep in $(OUT)/two_modalities_sweep.expanded.yaml"
+	$(BIN)/mi-datagen generate dag_specs/two_modalities.yaml -n 128 --shard-size 32 --out $(OUT)/two_modalities.zarr --overwrite
+	$(BIN)/mi-datagen inspect $(OUT)/two_modalities.zarr
+	@echo "demo: dataset $(OUT)/two_modalities.zarr (manifest.json inside), preview $(OUT)/two_modalities.zarr.preview.png"
 
 ## The test suite (fast; heavier tests are marked `slow` and run by `make test-slow`).
 test: $(STAMP)

@@ -348,6 +348,9 @@ def console_print(msg: str) -> None:
     out.print(msg, highlight=False, markup=False)
 
 
+from mi_datagen import cli_data  # noqa: E402,F401  (registers generate/inspect)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

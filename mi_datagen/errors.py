@@ -21,3 +21,7 @@ class SolveError(MIDatagenError):
 
 class ResourceError(MIDatagenError):
     """An operation would need more memory or time than allowed (e.g. a dense path at large d)."""
+
+
+class ConfigError(MIDatagenError, ValueError):
+    """An option value is invalid (e.g. a generation setting out of range)."""

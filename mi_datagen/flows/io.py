@@ -79,17 +79,22 @@ def load_flow(ref: str | Path = "default", device: str = "cpu") -> Flow:
     return Flow(net, tuple(ck["classes"]), SolverConfig(**ck["solver"]), meta, sha256_file(path), path)
 
 
+def save_flow(net: UNet, classes, solver: SolverConfig, out: str | Path, **meta) -> str:
+    """Write a flow file (weights, config, classes, solver, any training metadata); returns its sha256."""
+    return save_checkpoint({"format": FORMAT, "model_config": net.cfg.to_dict(), "model": net.state_dict(),
+                            "classes": list(classes), "solver": solver.to_dict(), **meta}, out)
+
+
 def export_flow(train_checkpoint: str | Path, out: str | Path, solver: SolverConfig,
                 name: str | None = None) -> str:
     """Write the EMA weights of a training checkpoint as a flow file; optionally register it by name."""
     ck = load_checkpoint(train_checkpoint)
     data = json.loads(ck["data"])
     out = Path(out)
-    digest = save_checkpoint({
-        "format": FORMAT, "model_config": ck["model_config"], "model": ck["ema"], "classes": list(data["classes"]),
-        "data": ck["data"], "step": ck["step"], "wall_s": ck["wall_s"], "train_config": ck["train_config"],
-        "losses": ck["losses"], "solver": solver.to_dict(),
-    }, out)
+    net = UNet(UNetConfig.from_dict(ck["model_config"]))
+    net.load_state_dict(ck["ema"])
+    digest = save_flow(net, data["classes"], solver, out, data=ck["data"], step=ck["step"], wall_s=ck["wall_s"],
+                       train_config=ck["train_config"], losses=ck["losses"])
     if name is not None:
         reg_path = out.parent / "registry.json"
         reg = json.loads(reg_path.read_text()) if reg_path.is_file() else {}

@@ -72,6 +72,32 @@ class ClassField(nn.Module):
         return self.net(x, tt, self.labels)
 
 
+class Tiled(nn.Module):
+    """The velocity net evaluated on fixed tiles of ``tile`` samples (the last one zero-padded).
+
+    A conv net's floating-point result for one sample can depend on the batch *shape* it runs in
+    (kernels are chosen per shape), never on the other samples' values. Evaluating the net always
+    on tiles of the same size, aligned to the global sample index by the caller, makes a sample's
+    output independent of the batch size the user picks. The solver's own arithmetic is elementwise.
+    """
+
+    def __init__(self, net: nn.Module, tile: int):
+        super().__init__()
+        if tile < 1:
+            raise ValueError(f"tile must be >= 1, got {tile}")
+        self.net, self.tile, self.cfg = net, tile, getattr(net, "cfg", None)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        n, T = x.shape[0], self.tile
+        pad = (-n) % T
+        if pad:
+            x = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))])
+            t = torch.cat([t, t[-1:].expand(pad)])
+            c = torch.cat([c, c[-1:].expand(pad)])
+        out = torch.cat([self.net(x[i:i + T], t[i:i + T], c[i:i + T]) for i in range(0, n + pad, T)])
+        return out[:n]
+
+
 def _labels(label, n: int, device) -> torch.Tensor:
     if isinstance(label, torch.Tensor):
         return label.to(device)

@@ -1,0 +1,115 @@
+"""The zarr v3 layout of a dataset store, and its manifest file. Paths may be local or fsspec URLs.
+
+    <store>/manifest.json        the DatasetManifest (also in the root group's attributes)
+    <store>/x/<modality>         (N, C, H, W) float32 or float16; inner chunks of ``chunk_size``
+                                 samples in shards of ``shard_size`` samples (one file per shard)
+    <store>/theta                (N,) float64, the target θ
+    <store>/z/<modality>         (N, C, H, W) float64 latents (optional)
+    <store>/pmi/<a>__<b>         (N,) float64 pointwise MI of the latents
+    <store>/done                 (n_shards,) uint8, one chunk per shard: 1 once the shard is written
+
+A shard is the unit of work, of writing and of completion: each shard of every array is its own
+object, so ranks writing different shards never touch the same object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from mi_datagen.errors import MIDatagenError
+from mi_datagen.store.manifest import STORE_FORMAT, DatasetManifest
+
+MANIFEST = "manifest.json"
+
+
+class StoreError(MIDatagenError):
+    """A dataset store is missing, incomplete, of another format, or does not match the request."""
+
+
+def _fs(path: str):
+    fs, root = fsspec.core.url_to_fs(str(path))
+    return fs, root.rstrip("/")
+
+
+def exists(path: str) -> bool:
+    fs, root = _fs(path)
+    return fs.exists(root) and bool(fs.ls(root))
+
+
+def has_manifest(path: str) -> bool:
+    fs, root = _fs(path)
+    return fs.exists(f"{root}/{MANIFEST}")
+
+
+def is_zarr(path: str) -> bool:
+    fs, root = _fs(path)
+    return fs.exists(f"{root}/zarr.json")
+
+
+def write_manifest(path: str, manifest: DatasetManifest, group: zarr.Group | None = None) -> None:
+    """manifest.json (atomically on local disk) and the root group's attributes."""
+    text = manifest.model_dump_json(indent=2)
+    fs, root = _fs(path)
+    target = f"{root}/{MANIFEST}"
+    if isinstance(fs, LocalFileSystem):
+        tmp = f"{target}.tmp-{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    else:
+        fs.pipe_file(target, text.encode())
+    g = group if group is not None else zarr.open_group(str(path), mode="r+")
+    g.attrs["mi_datagen"] = json.loads(text)
+
+
+def read_manifest(path: str) -> DatasetManifest:
+    fs, root = _fs(path)
+    target = f"{root}/{MANIFEST}"
+    if not fs.exists(root):
+        raise StoreError(f"{path}: no such dataset store")
+    if not fs.exists(target):
+        raise StoreError(f"{path}: not a mi-datagen store (no {MANIFEST}); generate it with `mi-datagen generate`")
+    raw = json.loads(fs.cat_file(target))
+    if raw.get("format") != STORE_FORMAT:
+        raise StoreError(f"{path}: store format {raw.get('format')!r}, this version ({STORE_FORMAT}) cannot read it; "
+                         "regenerate it or use the mi-datagen version that wrote it "
+                         f"({raw.get('package_version')})")
+    return DatasetManifest.model_validate(raw)
+
+
+def compressor() -> BloscCodec:
+    return BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+
+
+def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list[str], dtype: str,
+                  shard_size: int, chunk_size: int, latents: list[str], pmi_names: list[str],
+                  overwrite: bool) -> zarr.Group:
+    g = zarr.open_group(str(path), mode="w" if overwrite else "w-")
+    n_shards = max(1, -(-n // shard_size))
+    img = dict(shape=(n, *shape), chunks=(chunk_size, *shape), shards=(shard_size, *shape),
+               compressors=compressor(), fill_value=0.0)
+    for m in modalities:
+        g.create_array(f"x/{m}", dtype=dtype, **img)
+    for m in latents:
+        g.create_array(f"z/{m}", dtype="float64", **img)
+    vec = dict(shape=(n,), chunks=(shard_size,), dtype="float64", compressors=compressor(), fill_value=0.0)
+    g.create_array("theta", **vec)
+    for name in pmi_names:
+        g.create_array(f"pmi/{name}", **vec)
+    g.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+    return g
+
+
+def shards_done(group: zarr.Group) -> np.ndarray:
+    return np.asarray(group["done"][:], dtype=bool)
+
+
+def shard_range(i: int, n: int, shard_size: int) -> tuple[int, int]:
+    return i * shard_size, min(n, (i + 1) * shard_size)
