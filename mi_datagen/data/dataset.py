@@ -26,6 +26,7 @@ class MIDataset(Dataset):
                  dtype: torch.dtype = torch.float32, allow_incomplete: bool = False, cache_bytes: int = 2 << 30):
         self.path = str(path)
         self._group = None
+        self._arrays: dict = {}
         self._cache: OrderedDict = OrderedDict()
         self._cached = 0
         self.manifest: DatasetManifest = zs.read_manifest(self.path)
@@ -70,7 +71,7 @@ class MIDataset(Dataset):
     # --- process-local state ------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_group"], state["_cache"], state["_cached"] = None, OrderedDict(), 0
+        state["_group"], state["_arrays"], state["_cache"], state["_cached"] = None, {}, OrderedDict(), 0
         return state
 
     def _open(self):
@@ -80,36 +81,51 @@ class MIDataset(Dataset):
             self._group = zarr.open_group(self.path, mode="r")
         return self._group
 
-    def _shard(self, key: str, shard: int) -> np.ndarray | None:
+    def _array(self, key: str):
+        arr = self._arrays.get(key)
+        if arr is None:  # opening an array is a metadata read: once per process
+            arr = self._arrays[key] = self._open()[self.keys[key]]
+        return arr
+
+    def _tensor(self, key: str, data: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(data))
+        return t if key.startswith("pmi/") else t.to(self.dtype)  # PMI stays float64
+
+    def _shard(self, key: str, shard: int) -> tuple[torch.Tensor, ...] | None:
+        """The rows of shard ``shard`` of ``key``, decoded, converted and cached; None if it would not fit."""
         hit = self._cache.get((key, shard))
         if hit is not None:
             self._cache.move_to_end((key, shard))
-            return hit
-        arr = self._open()[self.keys[key]]
+            return hit[0]
+        arr = self._array(key)
         lo, hi = zs.shard_range(shard, self.manifest.n, self.manifest.shard_size)
-        size = (hi - lo) * int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+        size = (hi - lo) * int(np.prod(arr.shape[1:])) * max(arr.dtype.itemsize, self.dtype.itemsize)
         if size > self.cache_bytes:
             return None
-        data = np.asarray(arr[lo:hi])
-        self._cache[(key, shard)] = data
-        self._cached += size
+        data = self._tensor(key, arr[lo:hi])
+        rows = data.unbind(0)  # per-row views made once: a batch then costs one tuple lookup per row
+        self._cache[(key, shard)] = (rows, data.nbytes)
+        self._cached += data.nbytes
         while self._cached > self.cache_bytes:
-            _, old = self._cache.popitem(last=False)
-            self._cached -= old.nbytes
-        return data
+            _, (_, nbytes) = self._cache.popitem(last=False)
+            self._cached -= nbytes
+        return rows
 
-    def _rows(self, key: str, rows: np.ndarray) -> np.ndarray:
-        shard_size = self.manifest.shard_size
-        arr = self._open()[self.keys[key]]
-        out = np.empty((rows.size, *arr.shape[1:]), dtype=arr.dtype)
-        shards = rows // shard_size
-        for s in np.unique(shards):
-            sel = shards == s
-            data = self._shard(key, int(s))
-            if data is not None:
-                out[sel] = data[rows[sel] - s * shard_size]
+    def _rows(self, key: str, rows: np.ndarray) -> list[torch.Tensor]:
+        """One tensor per row: views into cached shards, or rows read from their inner chunks."""
+        size = self.manifest.shard_size
+        out: list = [None] * rows.size
+        shards = rows // size
+        for s in np.unique(shards).tolist():
+            where = np.flatnonzero(shards == s).tolist()
+            data = self._shard(key, s)
+            if data is None:
+                data = self._tensor(key, self._array(key).get_orthogonal_selection((rows[where],)))
+                local = range(len(where))
             else:
-                out[sel] = arr.get_orthogonal_selection((rows[sel],))
+                local = (rows[where] - s * size).tolist()
+            for j, r in zip(where, local):
+                out[j] = data[r]
         return out
 
     # --- access -------------------------------------------------------------------------------
@@ -118,20 +134,12 @@ class MIDataset(Dataset):
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} samples")
         rows = self.indices[idx]
-        cols = {}
-        for key in self.keys:
-            a = torch.from_numpy(self._rows(key, rows))
-            cols[key] = a.to(self.dtype) if key in self.modalities or key.startswith("latents/") or key == "theta" else a
-        out = []
-        for j, i in enumerate(rows):
-            s = {"index": int(i)}
-            for key, col in cols.items():
-                v = col[j]
-                if self.transform is not None and key in self.modalities:
-                    v = self.transform(v)
-                s[key] = v
-            out.append(s)
-        return out
+        cols = {key: self._rows(key, rows) for key in self.keys}
+        if self.transform is not None:
+            for key in self.modalities:
+                cols[key] = [self.transform(v) for v in cols[key]]
+        names = list(cols)
+        return [{"index": i, **dict(zip(names, vals))} for i, vals in zip(rows.tolist(), zip(*cols.values()))]
 
     def __getitem__(self, i: int) -> dict:
         return self.__getitems__([i])[0]
