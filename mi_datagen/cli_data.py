@@ -150,3 +150,30 @@ def _preview_to(path: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(p.read_bytes())
     return target
+
+
+@app.command()
+def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/*.yaml)"),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the suite's `out`)"),
+          threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)")) -> None:
+    """Run estimators × datasets × seeds against the exact MI; report.md, results.csv and plots."""
+    import torch
+
+    from mi_datagen.bench.report import summarise, load_runs
+    from mi_datagen.bench.suite import run_suite
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        folder = run_suite(suite, out_dir)
+    except MIDatagenError as e:
+        _fail(e)
+    summary = summarise(load_runs(folder))
+    t = Table(title=f"{suite.name}: held-out estimates vs exact MI", title_justify="left")
+    for c in ("estimator", "runs", "failed", "bias", "RMSE", "r", "s/run"):
+        t.add_column(c, justify="left" if c == "estimator" else "right")
+    for name, s in summary.items():
+        t.add_row(name, str(s["runs"]), str(s["failed"]), f"{s['bias']:.3f}", f"{s['rmse']:.3f}", f"{s['corr']:.3f}",
+                  f"{s['time_s']:.1f}")
+    out.print(t)
+    out.print(f"report: {folder / 'report.md'}", highlight=False)

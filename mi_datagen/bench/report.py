@@ -1,0 +1,156 @@
+"""Aggregate a suite's runs: results.csv, report.md (bias, std, RMSE, correlation, time), plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = ["id", "dataset", "a", "b", "estimator", "method", "seed", "truth", "estimate", "train_average",
+           "time_s", "status", "error"]
+
+
+def load_runs(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((Path(out) / "runs").glob("*.json"))]
+
+
+def summarise(runs: list[dict]) -> dict[str, dict]:
+    """Per estimator: bias, std (over seeds, averaged over datasets), RMSE, Pearson r with the truth, time."""
+    by_est: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r.get("kind", "estimate") == "estimate":
+            by_est[r["estimator"]].append(r)
+    out = {}
+    for name, rs in by_est.items():
+        ok = [r for r in rs if r["status"] == "ok" and r.get("truth") is not None and math.isfinite(r["truth"])]
+        est = np.array([r["estimate"] for r in ok])
+        tru = np.array([r["truth"] for r in ok])
+        per_ds: dict[str, list[float]] = defaultdict(list)
+        for r in ok:
+            per_ds[r["dataset"] + str(r["a"]) + str(r["b"])].append(r["estimate"])
+        stds = [np.std(v, ddof=1) for v in per_ds.values() if len(v) > 1]
+        out[name] = {
+            "method": rs[0].get("method"), "runs": len(rs), "failed": len(rs) - len(ok),
+            "bias": float(np.mean(est - tru)) if ok else math.nan,
+            "std": float(np.mean(stds)) if stds else math.nan,
+            "rmse": float(np.sqrt(np.mean((est - tru) ** 2))) if ok else math.nan,
+            "corr": float(np.corrcoef(est, tru)[0, 1]) if len(ok) > 2 and np.std(est) > 0 else math.nan,
+            "time_s": float(np.mean([r.get("time_s", math.nan) for r in ok])) if ok else math.nan,
+        }
+    return out
+
+
+def _fmt(v: float, spec: str = ".3f") -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def write_report(out: Path, suite) -> Path:
+    out = Path(out)
+    runs = load_runs(out)
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in runs:
+            w.writerow({**r, "a": "+".join(r["a"]), "b": "+".join(r["b"])})
+    summary = summarise(runs)
+    ref = getattr(suite, "reference", {}) or {}
+    lines = [f"# Suite `{suite.name}`", "", suite.description, "",
+             f"{len(runs)} runs ({sum(r['status'] != 'ok' for r in runs)} failed). Estimates are held-out, in nats; "
+             "bias and RMSE against the exact MI from each store's manifest; std over seeds, averaged over datasets; "
+             "r = Pearson correlation of estimate with truth over all runs.", ""]
+    if summary:
+        lines += ["| estimator | method | runs | failed | bias | std | RMSE | r | s/run |"
+                  + (" reference r / RMSE | met |" if ref else ""),
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ref else "")]
+        for name, s in summary.items():
+            row = (f"| {name} | {s['method']} | {s['runs']} | {s['failed']} | {_fmt(s['bias'])} | {_fmt(s['std'])} | "
+                   f"{_fmt(s['rmse'])} | {_fmt(s['corr'])} | {_fmt(s['time_s'], '.1f')} |")
+            if ref:
+                r = ref.get(name)
+                met = "—" if r is None or math.isnan(s["corr"]) else (
+                    "yes" if s["corr"] >= 0.99 and s["rmse"] <= r[1] else "no")
+                row += f" {'—' if r is None else f'{r[0]:.3f} / {r[1]:.3f}'} | {met} |"
+            lines.append(row)
+    reg = [r for r in runs if r.get("kind") == "regression" and r["status"] == "ok"]
+    if reg:
+        lines += ["", "## θ-regression", "", "| dataset | I(θ; input) | test RMSE | Bayes floor σ_θ·e^(−I) | seeds |",
+                  "|---|---|---|---|---|"]
+        for ds, rs in sorted(_group(reg).items(), key=lambda kv: kv[1][0]["truth"]):
+            lines.append(f"| {ds} | {rs[0]['truth']:.3f} | {np.mean([r['estimate'] for r in rs]):.3f} | "
+                         f"{rs[0]['floor']:.3f} | {len(rs)} |")
+    failed = [r for r in runs if r["status"] != "ok"]
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- `{r['id']}`: {r['error']}" for r in failed]
+    lines += ["", "Plots: `estimate_vs_truth.png`, `training_curves.png`"
+              + (", `regression.png`" if reg else "") + ". Per-run records: `runs/*.json`; all runs: `results.csv`.", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    _plots(out, runs, reg)
+    return out / "report.md"
+
+
+def _group(runs: list[dict]) -> dict[str, list[dict]]:
+    g: dict[str, list[dict]] = defaultdict(list)
+    for r in runs:
+        g[r["dataset"]].append(r)
+    return g
+
+
+def _plots(out: Path, runs: list[dict], reg: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in runs if r["status"] == "ok" and r.get("kind", "estimate") == "estimate"
+          and r.get("truth") is not None and math.isfinite(r["truth"])]
+    names = list(dict.fromkeys(r["estimator"] for r in ok))
+    if names:
+        cols = min(4, len(names))
+        rows = -(-len(names) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+        hi = max(max(r["truth"] for r in ok), max(r["estimate"] for r in ok)) * 1.05
+        lo = min(0.0, min(r["estimate"] for r in ok))
+        for ax, name in zip(axes.flat, names):
+            rs = [r for r in ok if r["estimator"] == name]
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="y = x")
+            ax.scatter([r["truth"] for r in rs], [r["estimate"] for r in rs], s=12)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("exact MI (nats)", fontsize=8)
+            ax.set_ylabel("held-out estimate (nats)", fontsize=8)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(out / "estimate_vs_truth.png", dpi=110)
+        plt.close(fig)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+        cmap = plt.get_cmap("viridis")
+        tmax = max(r["truth"] for r in ok) or 1.0
+        for ax, name in zip(axes.flat, names):
+            for r in (r for r in ok if r["estimator"] == name and r.get("curve")):
+                steps, vals = zip(*r["curve"])
+                c = cmap(r["truth"] / tmax)
+                ax.plot(steps, vals, color=c, lw=0.8)
+                ax.axhline(r["truth"], color=c, lw=0.5, ls=":")
+            ax.set_title(f"{name} (training batches)", fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(out / "training_curves.png", dpi=110)
+        plt.close(fig)
+    if reg:
+        fig, ax = plt.subplots(figsize=(4.5, 3.4))
+        g = sorted(_group(reg).values(), key=lambda rs: rs[0]["truth"])
+        mi = [rs[0]["truth"] for rs in g]
+        ax.plot(mi, [np.mean([r["estimate"] for r in rs]) for rs in g], "o-", label="shallow conv net (test)")
+        ax.plot(mi, [rs[0]["floor"] for rs in g], "k--", label="Bayes floor σ_θ e^(−I)")
+        ax.set_xlabel("I(θ; input) (nats)")
+        ax.set_ylabel("RMSE of θ")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "regression.png", dpi=110)
+        plt.close(fig)

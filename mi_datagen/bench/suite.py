@@ -1,0 +1,186 @@
+"""``mi-datagen bench SUITE.yaml``: estimators × datasets × seeds against the exact MI.
+
+A suite names dataset specs (a sweep gives one dataset per member), the pairs to estimate, the
+estimator settings and the seeds. Datasets are generated through the generation pipeline into
+``<out>/stores`` (or reused when a complete store of the same job is there; an interrupted one
+is resumed). Every run writes ``<out>/runs/<id>.json``; a run that fails is recorded with its
+error and the sweep goes on; a finished run is not redone when the suite is run again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm import tqdm
+
+from mi_datagen.errors import SpecError
+
+Name = str
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetEntry(_Frozen):
+    spec: str = Field(description="spec YAML, relative to the suite file")
+    n: int = Field(gt=0)
+    seed: int = Field(0, ge=0)
+    images: bool = Field(True, description="false: flows removed, the latent blocks are the stored modalities")
+    pairs: list[tuple[list[Name], list[Name]]] = Field(min_length=1)
+    generate: dict = Field(default_factory=dict, description="further GenerateConfig options")
+
+    @field_validator("generate")
+    @classmethod
+    def generate_options_known(cls, v: dict) -> dict:
+        from dataclasses import fields
+
+        from mi_datagen.store.generate import GenerateConfig
+
+        allowed = {f.name for f in fields(GenerateConfig)} - {"n", "seed", "resume", "overwrite", "command"}
+        unknown = sorted(set(v) - allowed)
+        if unknown:
+            raise ValueError(f"generate: unknown options {unknown}; allowed: {sorted(allowed)}")
+        return v
+
+
+class EstimatorEntry(_Frozen):
+    name: str
+    method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg"]
+    settings: dict = Field(default_factory=dict)
+
+
+class RegressionEntry(_Frozen):
+    """Regress ``target`` from ``inputs`` with a shallow net at a fixed budget (θ-regression suite)."""
+
+    target: Name = "theta"
+    inputs: list[Name] = Field(min_length=1)
+    settings: dict = Field(default_factory=dict)
+
+
+class Suite(_Frozen):
+    name: str
+    description: str = ""
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    estimators: list[EstimatorEntry] = Field(default_factory=list)
+    regression: RegressionEntry | None = None
+    seeds: list[int] = Field(default=[0], min_length=1)
+    out: str | None = None
+    reference: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="published (correlation, RMSE) per estimator name, shown in the report")
+
+    @field_validator("estimators")
+    @classmethod
+    def estimator_names_unique(cls, v: list[EstimatorEntry]) -> list[EstimatorEntry]:
+        names = [e.name for e in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"estimators: names {dup} are used twice; give each setting its own name")
+        return v
+
+
+def load_suite(path: str | Path) -> Suite:
+    from pydantic import ValidationError
+
+    from mi_datagen.spec.io import format_validation_error, load_yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{p}: no such suite file")
+    data = load_yaml(p.read_text(), str(p))
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, str(p)).replace("invalid spec", "invalid suite")) from None
+
+
+def _strip_flows(spec):
+    return spec.model_copy(update={"modalities": [m.model_copy(update={"flow": None}) for m in spec.modalities]})
+
+
+def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
+    from mi_datagen.store import zarr_store as zs
+    from mi_datagen.store.generate import GenerateConfig, generate
+
+    spec = member if entry.images else _strip_flows(member)
+    path = stores / f"{member.name}{'' if entry.images else '-latents'}-n{entry.n}-s{entry.seed}.zarr"
+    if zs.has_manifest(str(path)) and zs.read_manifest(str(path)).complete:
+        return path  # a finished store of this job (generate --resume would refuse a different one)
+    cfg = GenerateConfig(n=entry.n, seed=entry.seed, resume=zs.exists(str(path)), progress=progress, **entry.generate)
+    generate(spec, path, cfg, base)
+    return path
+
+
+def run_id(dataset: str, a, b, estimator: str, seed: int) -> str:
+    return f"{dataset}__{'+'.join(a)}-{'+'.join(b)}__{estimator}__s{seed}"
+
+
+def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True) -> Path:
+    """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots)."""
+    from mi_datagen.api import load_and_expand
+    from mi_datagen.bench.report import write_report
+    from mi_datagen.estimators.data import load_pair
+    from mi_datagen.estimators.estimate import estimate
+    from mi_datagen.estimators.regression import regress, rmse_floor
+
+    path = Path(path)
+    suite = load_suite(path)
+    out = Path(out or suite.out or f"runs/bench/{suite.name}")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    (out / "suite.yaml").write_text(path.read_text())
+    jobs = []
+    for entry in suite.datasets:
+        for member in load_and_expand(path.parent / entry.spec):
+            jobs.append((entry, member))
+    todo = []  # (run id, dataset entry, member spec, a, b, kind, config, seed)
+    for entry, member in jobs:
+        for a, b in entry.pairs:
+            for est in suite.estimators:
+                for seed in suite.seeds:
+                    todo.append((run_id(member.name, a, b, est.name, seed), entry, member, a, b, "estimate", est, seed))
+        if suite.regression is not None:
+            r = suite.regression
+            for seed in suite.seeds:
+                rid = run_id(member.name, r.inputs, [r.target], "regression", seed)
+                todo.append((rid, entry, member, r.inputs, [r.target], "regression", r, seed))
+    stores: dict[str, Path] = {}
+    pairs: dict[tuple, tuple] = {}
+    bar = tqdm(todo, desc=f"bench {suite.name}", unit="run", disable=not progress)
+    for rid, entry, member, a, b, kind, cfg, seed in bar:
+        target = out / "runs" / f"{rid}.json"
+        if target.exists() and json.loads(target.read_text()).get("status") == "ok":
+            continue
+        rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
+               "kind": kind, "images": entry.images, "n": entry.n, "status": "ok", "error": None}
+        t0 = time.perf_counter()
+        try:
+            if member.name not in stores:
+                stores[member.name] = _store(entry, member, path.parent / Path(entry.spec).parent,
+                                             out / "stores", progress=False)
+            key = (member.name, tuple(a), tuple(b))
+            if key not in pairs:
+                pairs = {key: load_pair(str(stores[member.name]), list(a), list(b))}  # keep one pair in memory
+            x, y, truth = pairs[key]
+            rec.update(store=str(stores[member.name]), truth=truth)
+            if kind == "estimate":
+                res = estimate(x, y, cfg.method, seed=seed, **cfg.settings)
+                rec.update(estimator=cfg.name, method=cfg.method, estimate=res.nats, train_average=res.train_average,
+                           curve=res.curve, settings=res.settings, note=res.note, time_s=res.time_s)
+            else:
+                res = regress(x, y, seed=seed, **cfg.settings)
+                rec.update(estimator="regression", method="regression", estimate=res["test_rmse"],
+                           floor=rmse_floor(res["theta_std"], truth), **{k: v for k, v in res.items()
+                                                                          if k != "test_rmse"})
+        except Exception as e:  # recorded, never stops the sweep
+            rec.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-3000:],
+                       time_s=time.perf_counter() - t0, estimator=getattr(cfg, "name", "regression"))
+        target.write_text(json.dumps(rec, indent=1, default=float))
+        bar.set_postfix_str(f"{rid}: {rec.get('estimate', rec['error'])}")
+    write_report(out, suite)
+    return out
+

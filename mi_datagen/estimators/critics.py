@@ -1,0 +1,109 @@
+"""Critics f(x, y) → an (n, n) score matrix, and the Gaussian q(y|x) of CLUB.
+
+Each modality has its own encoder: an MLP on flattened vectors, or a small conv net for images
+(C, H, W). ``separable``: f(x, y) = ⟨g(x), h(y)⟩. ``joint``: an MLP on the concatenation
+[g(x), h(y)] for every pair; its first layer is applied to each side once and broadcast-added
+(W[a; b] = W_a a + W_b b), which is the same function at n instead of n² first-layer cost.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+Kind = Literal["separable", "joint"]
+
+
+def mlp(d_in: int, hidden: int, d_out: int, layers: int = 2) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.ReLU()]
+        d = hidden
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+class ConvEncoder(nn.Module):
+    """A small conv net for (C, H, W) images: three stride-2 conv blocks, global average pool, linear."""
+
+    def __init__(self, channels: int, d_out: int, width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, w, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, d_out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def encoder(shape: tuple[int, ...], d_out: int, hidden: int, conv_width: int = 32, kind: str = "auto") -> nn.Module:
+    """``auto``: a conv encoder for image-shaped inputs (C, H, W) with H, W ≥ 8, an MLP on the flattened
+    input otherwise; ``mlp`` / ``conv`` force one."""
+    image = len(shape) == 3 and shape[1] >= 8 and shape[2] >= 8
+    if kind not in ("auto", "mlp", "conv") or (kind == "conv" and not image):
+        raise ValueError(f"encoder must be auto, mlp or conv (conv needs (C, H, W) with H, W >= 8); "
+                         f"got {kind!r} for shape {shape}")
+    if kind == "conv" or (kind == "auto" and image):
+        return ConvEncoder(shape[0], d_out, conv_width)
+    return nn.Sequential(nn.Flatten(), mlp(math.prod(shape), hidden, d_out))
+
+
+class Critic(nn.Module):
+    def __init__(self, x_shape, y_shape, kind: Kind = "separable", embed: int = 64, hidden: int = 256,
+                 conv_width: int = 32, encoder_kind: str = "auto"):
+        super().__init__()
+        if kind not in ("separable", "joint"):
+            raise ValueError(f"critic must be 'separable' or 'joint', got {kind!r}")
+        self.kind = kind
+        self.gx = encoder(tuple(x_shape), embed, hidden, conv_width, encoder_kind)
+        self.gy = encoder(tuple(y_shape), embed, hidden, conv_width, encoder_kind)
+        if kind == "joint":
+            self.first_x, self.first_y = nn.Linear(embed, hidden), nn.Linear(embed, hidden, bias=False)
+            self.head = nn.Sequential(nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a, b = self.gx(x), self.gy(y)
+        if self.kind == "separable":
+            return a @ b.T
+        h = self.first_x(a)[:, None, :] + self.first_y(b)[None, :, :]  # (n, n, hidden) = W[a_i; b_j]
+        return self.head(h).squeeze(-1)
+
+
+class GaussianConditional(nn.Module):
+    """q(y | x) = N(μ(x), diag exp(logvar(x))) on flattened y, for CLUB."""
+
+    def __init__(self, x_shape, y_dim: int, embed: int = 64, hidden: int = 256, conv_width: int = 32,
+                 encoder_kind: str = "auto"):
+        super().__init__()
+        self.g = encoder(tuple(x_shape), embed, hidden, conv_width, encoder_kind)
+        self.mu = nn.Sequential(nn.ReLU(), nn.Linear(embed, y_dim))
+        self.logvar = nn.Sequential(nn.ReLU(), nn.Linear(embed, y_dim), nn.Tanh())  # bounded for stability
+
+    def params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.g(x)
+        return self.mu(h), 4.0 * self.logvar(h)
+
+    def log_likelihood(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        mu, logvar = self.params(x)
+        y = y.flatten(1)
+        return (-0.5 * ((y - mu) ** 2 / logvar.exp() + logvar + math.log(2 * math.pi))).sum(1)
+
+    def club(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """CLUB (Cheng et al.): E_p[log q(y|x)] − E_x E_y[log q(y|x)]; the constants cancel."""
+        mu, logvar = self.params(x)
+        y = y.flatten(1)
+        inv = (-logvar).exp()
+        positive = (-0.5 * (y - mu) ** 2 * inv).sum(1)
+        # mean over j of −½ Σ_k (y_jk − μ_ik)² / σ²_ik, expanded so no (n, n, d) tensor is formed
+        m1, m2 = y.mean(0), (y ** 2).mean(0)
+        negative = (-0.5 * (m2 - 2 * mu * m1 + mu ** 2) * inv).sum(1)
+        return (positive - negative).mean()

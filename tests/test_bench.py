@@ -1,0 +1,102 @@
+"""The estimator harness on a tiny suite: runs, recorded failures, aggregation, report, resume."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mi_datagen.bench.report import summarise, load_runs
+from mi_datagen.bench.suite import load_suite, run_suite
+from mi_datagen.errors import SpecError
+
+from .test_dataset import PLAIN
+
+torch.set_num_threads(1)
+
+SUITE = """\
+name: tiny
+description: harness test
+datasets:
+  - spec: plain.yaml
+    n: 800
+    images: true
+    pairs: [[[X1], [X2]], [[theta], [X1]]]
+    generate: {shard_size: 256, chunk_size: 64, tile: 8}
+estimators:
+  - {name: NWJ, method: nwj, settings: {steps: 60}}
+  - {name: Gaussian, method: gaussian}
+  - {name: TooBig, method: dv, settings: {batch_size: 4096}}
+regression: {target: theta, inputs: [X1], settings: {steps: 40}}
+seeds: [0, 1]
+reference: {NWJ: [0.996, 0.085]}
+"""
+
+
+@pytest.fixture
+def suite_dir(tmp_path):
+    (tmp_path / "plain.yaml").write_text(PLAIN)
+    (tmp_path / "tiny.yaml").write_text(SUITE)
+    return tmp_path
+
+
+def test_tiny_suite_runs_records_failures_and_aggregates(suite_dir):
+    out = run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    runs = load_runs(out)
+    assert len(runs) == 2 * 3 * 2 + 2  # pairs × estimators × seeds + regression × seeds
+    failed = [r for r in runs if r["status"] != "ok"]
+    assert len(failed) == 4 and all(r["estimator"] == "TooBig" for r in failed)
+    assert all("fewer than batch_size 4096" in r["error"] for r in failed)
+    ok = [r for r in runs if r["status"] == "ok" and r["kind"] == "estimate"]
+    truths = {(tuple(r["a"]), tuple(r["b"])): r["truth"] for r in ok}
+    assert truths[(("X1",), ("X2",))] > 0 and truths[(("theta",), ("X1",))] > 0
+    # the aggregate is what the per-run records say
+    s = summarise(runs)
+    nwj = [r for r in ok if r["estimator"] == "NWJ"]
+    est, tru = np.array([r["estimate"] for r in nwj]), np.array([r["truth"] for r in nwj])
+    assert s["NWJ"]["rmse"] == pytest.approx(math.sqrt(np.mean((est - tru) ** 2)), rel=1e-12)
+    assert s["NWJ"]["bias"] == pytest.approx(np.mean(est - tru), rel=1e-12)
+    assert s["NWJ"]["corr"] == pytest.approx(np.corrcoef(est, tru)[0, 1], rel=1e-12)
+    per = {}
+    for r in nwj:
+        per.setdefault(tuple(r["a"]), []).append(r["estimate"])
+    assert s["NWJ"]["std"] == pytest.approx(np.mean([np.std(v, ddof=1) for v in per.values()]), rel=1e-12)
+    assert s["TooBig"]["failed"] == 4 and s["TooBig"]["runs"] == 4
+    # the Gaussian baseline is close on these Gaussian data (d = 4, n = 800)
+    g = [r for r in ok if r["estimator"] == "Gaussian"]
+    assert all(abs(r["estimate"] - r["truth"]) < 0.1 for r in g)
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == len(runs) and {r["status"] for r in rows} == {"ok", "failed"}
+    report = (out / "report.md").read_text()
+    assert "| NWJ | nwj | 4 | 0 |" in report and "0.996 / 0.085" in report and "## Failed runs" in report
+    assert "## θ-regression" in report
+    for png in ("estimate_vs_truth.png", "training_curves.png", "regression.png"):
+        assert (out / png).stat().st_size > 1000
+    reg = [r for r in runs if r["kind"] == "regression"]
+    assert all(r["status"] == "ok" and r["estimate"] >= 0 and r["floor"] > 0 for r in reg)
+
+
+def test_rerun_skips_finished_runs_and_retries_failed(suite_dir):
+    out = run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    ok = out / "runs" / "plain__X1-X2__NWJ__s0.json"
+    bad = out / "runs" / "plain__X1-X2__TooBig__s0.json"
+    before_ok, before_bad = ok.stat().st_mtime_ns, bad.stat().st_mtime_ns
+    run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    assert ok.stat().st_mtime_ns == before_ok and bad.stat().st_mtime_ns > before_bad
+    assert json.loads(ok.read_text())["status"] == "ok"
+
+
+def test_suite_errors(suite_dir):
+    (suite_dir / "bad.yaml").write_text(SUITE.replace("seeds: [0, 1]", "seeds: [0, 1]\ncolour: red"))
+    with pytest.raises(SpecError, match="colour: Extra inputs are not permitted"):
+        load_suite(suite_dir / "bad.yaml")
+    (suite_dir / "dup.yaml").write_text(SUITE.replace("name: Gaussian", "name: NWJ"))
+    with pytest.raises(SpecError, match=r"names \['NWJ'\] are used twice"):
+        load_suite(suite_dir / "dup.yaml")
+    (suite_dir / "gen.yaml").write_text(SUITE.replace("tile: 8}", "tile: 8, speed: 3}"))
+    with pytest.raises(SpecError, match=r"generate: unknown options \['speed'\]"):
+        load_suite(suite_dir / "gen.yaml")
+    with pytest.raises(SpecError, match="no such suite file"):
+        load_suite(suite_dir / "missing.yaml")
