@@ -99,6 +99,16 @@ def _group(runs: list[dict]) -> dict[str, list[dict]]:
     return g
 
 
+def _save(fig, axes, used: int, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    for ax in list(axes.flat)[used:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plots(out: Path, runs: list[dict], reg: list[dict]) -> None:
     import matplotlib
 
@@ -121,11 +131,7 @@ def _plots(out: Path, runs: list[dict], reg: list[dict]) -> None:
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("exact MI (nats)", fontsize=8)
             ax.set_ylabel("held-out estimate (nats)", fontsize=8)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(out / "estimate_vs_truth.png", dpi=110)
-        plt.close(fig)
+        _save(fig, axes, len(names), out / "estimate_vs_truth.png")
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
         cmap = plt.get_cmap("viridis")
         tmax = max(r["truth"] for r in ok) or 1.0
@@ -137,11 +143,7 @@ def _plots(out: Path, runs: list[dict], reg: list[dict]) -> None:
                 ax.axhline(r["truth"], color=c, lw=0.5, ls=":")
             ax.set_title(f"{name} (training batches)", fontsize=9)
             ax.set_xlabel("step", fontsize=8)
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.tight_layout()
-        fig.savefig(out / "training_curves.png", dpi=110)
-        plt.close(fig)
+        _save(fig, axes, len(names), out / "training_curves.png")
     if reg:
         fig, ax = plt.subplots(figsize=(4.5, 3.4))
         g = sorted(_group(reg).values(), key=lambda rs: rs[0]["truth"])
