@@ -100,3 +100,19 @@ def test_suite_errors(suite_dir):
         load_suite(suite_dir / "gen.yaml")
     with pytest.raises(SpecError, match="no such suite file"):
         load_suite(suite_dir / "missing.yaml")
+
+
+def test_load_pair_any_sets_from_a_store(suite_dir):
+    from mi_datagen.api import load_and_expand, solver_for
+    from mi_datagen.estimators.data import load_pair
+    from mi_datagen.store.generate import GenerateConfig, generate
+    from mi_datagen.store.zarr_store import StoreError
+
+    spec = load_and_expand(suite_dir / "plain.yaml")[0]
+    out = suite_dir / "p.zarr"
+    generate(spec, out, GenerateConfig(n=64, shard_size=32, chunk_size=32, tile=8, progress=False), suite_dir)
+    x, y, truth = load_pair(str(out), ["X1", "X2"], ["theta"])
+    assert x.shape == (64, 2, 2, 2) and y.shape == (64, 1) and x.dtype == np.float32
+    assert truth == pytest.approx(solver_for(spec).mi(["X1", "X2"], ["theta"]), rel=1e-12)
+    with pytest.raises(StoreError, match="'c' is not stored"):
+        load_pair(str(out), ["c"], ["X1"])

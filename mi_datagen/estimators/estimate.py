@@ -37,9 +37,10 @@ class Settings:
     steps: int = 2000
     batch_size: int = 128
     lr: float = 5e-4
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
     embed: int = 16
     hidden: int = 64
-    conv_width: int = 32
+    conv_width: int = 16
     encoder: str = "auto"  # auto (conv for images, MLP otherwise) | mlp | conv
     tau: float | None = None  # SMILE clip (None = ∞)
     momentum: float = 0.9  # MINE moving average
@@ -134,7 +135,7 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
         model = (GaussianConditional(x.shape[1:], y[0].numel(), s.embed, s.hidden, s.conv_width, s.encoder)
                  if method == "club" else Critic(x.shape[1:], y.shape[1:], s.critic, s.embed, s.hidden, s.conv_width,
                                                  s.encoder)).to(s.device)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     amp = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if s.bf16 else contextlib.nullcontext
     state: dict = {}
     values, curve = [], []
