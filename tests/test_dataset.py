@@ -138,3 +138,16 @@ def test_dataset_without_latents_refuses_with_latents(tmp_path):
     generate(spec, tmp_path / "s.zarr", GenerateConfig(n=20, shard_size=16, chunk_size=8, tile=8, progress=False), tmp_path)
     with pytest.raises(StoreError, match="has no latents .generate it with --latents."):
         MIDataset(str(tmp_path / "s.zarr"), with_latents=True)
+
+
+def test_fsspec_url_store(tmp_path):
+    """A store at an fsspec URL (here the in-process memory filesystem) is written and read like a path."""
+    (tmp_path / "p.yaml").write_text(PLAIN)
+    spec = load_and_expand(tmp_path / "p.yaml")[0]
+    url = f"memory://mi-datagen-test/{tmp_path.name}.zarr"
+    man = generate(spec, url, GenerateConfig(n=40, shard_size=16, chunk_size=8, tile=8, progress=False), tmp_path)
+    ds = MIDataset(url, with_pmi=True)
+    assert man.complete and len(ds) == 40 and ds.mi("X1", "X2") == man.mi("X1", "X2")
+    local = tmp_path / "local.zarr"
+    generate(spec, local, GenerateConfig(n=40, shard_size=16, chunk_size=8, tile=8, progress=False), tmp_path)
+    assert all(torch.equal(ds[i]["X2"], MIDataset(str(local))[i]["X2"]) for i in (0, 17, 39))
