@@ -37,6 +37,8 @@ def generate(
     pmi: bool = typer.Option(True, help="store per-sample PMI for every pair in the manifest"),
     n_check: int = typer.Option(8, help="samples used to certify the maps and measure the round trip"),
     lipschitz: bool = typer.Option(False, help="also estimate each step's local Lipschitz constant (slower)"),
+    entropy_samples: int = typer.Option(0, help="> 0: record h(X_i), h(X_i,X_j) from flow log-dets on this many "
+                                        "samples (slow: ~terms × probes × steps JVPs)"),
     force: bool = typer.Option(False, help="write even if a map fails certification (the manifest says so)"),
     resume: bool = typer.Option(False, help="finish an interrupted store (only unfinished shards are redone)"),
     overwrite: bool = typer.Option(False, help="replace an existing store"),
@@ -60,7 +62,7 @@ def generate(
             cfg = GenerateConfig(n=n, seed=seed, dtype=dtype, batch_size=batch_size, tile=tile, shard_size=shard_size,
                                  chunk_size=chunk_size, latents=latents, pmi=pmi, device=device, n_check=n_check,
                                  lipschitz=lipschitz, force=force, resume=resume, overwrite=overwrite,
-                                 threads=threads, workers=workers,
+                                 threads=threads, workers=workers, entropy_samples=entropy_samples,
                                  progress=rank == 0, command=shlex.join(["mi-datagen", *sys.argv[1:]]))
             man = run(g, path, cfg, spec.parent)
             if man is None:

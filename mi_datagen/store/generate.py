@@ -10,6 +10,7 @@ followed by ``resume`` give the same array bytes.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import time
 from dataclasses import dataclass
@@ -22,18 +23,18 @@ from tqdm import tqdm
 from mi_datagen import __version__
 from mi_datagen.api import solver_for, table_for
 from mi_datagen.errors import ConfigError, StructureError
-from mi_datagen.flows.certify import certify, invert, require_certified
-from mi_datagen.flows.io import Flow, load_flow, registry
-from mi_datagen.flows.ode import Tiled, flow_map
+from mi_datagen.flows.certify import certify, require_certified
+from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
+from mi_datagen.flows.ode import flow_map
 from mi_datagen.info.robustness import perturbed_sem
 from mi_datagen.info.solver import InfoSolver
-from mi_datagen.model.standardize import BlockWhitener, block_whitener
 from mi_datagen.sampling import sample_latents
 from mi_datagen.spec.models import GraphSpec
 from mi_datagen.store import distributed as D
 from mi_datagen.store import zarr_store as zs
-from mi_datagen.store.manifest import (CertificateRecord, DatasetManifest, FlowRecord, MIIntervalRecord,
-                                       ModalityRecord, PMIRecord, RoundTripRecord, information_manifest)
+from mi_datagen.store.manifest import (CertificateRecord, DatasetManifest, FlowRecord, ImageEntropyRecord,
+                                       MIIntervalRecord, ModalityRecord, PMIRecord, information_manifest)
+from mi_datagen.store.modality import cert_record, modalities, roundtrip_record
 
 DTYPES = ("float32", "float16")
 
@@ -53,6 +54,9 @@ class GenerateConfig:
     threads: int = 1
     workers: int = 1
     n_check: int = 8
+    entropy_samples: int = 0  # > 0: estimate h(X_i), h(X_i, X_j) from flow log-dets on this many samples
+    entropy_terms: int = 10
+    entropy_probes: int = 4
     lipschitz: bool = False
     force: bool = False
     resume: bool = False
@@ -74,6 +78,8 @@ class GenerateConfig:
             (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
             (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
             (self.n_check >= 1, f"n_check must be >= 1, got {self.n_check}"),
+            (self.entropy_samples == 0 or self.entropy_samples >= 2,
+             f"entropy_samples must be 0 (off) or >= 2, got {self.entropy_samples}"),
             (not (self.resume and self.overwrite), "resume and overwrite exclude each other; pick one"),
         ]
         for ok, msg in checks:
@@ -86,87 +92,12 @@ class GenerateConfig:
         return -(-self.batch_size // self.tile) * self.tile
 
 
-@dataclass
-class _Modality:
-    name: str
-    whitener: BlockWhitener | None
-    flow: Flow | None
-    ref: str | None
-    label: str | int | None
-    net: Tiled | None
-
-    def inputs(self, z: np.ndarray) -> np.ndarray:
-        """The flow input w (float64, (n, d)): standardised or not."""
-        return self.whitener.whiten(z) if self.whitener is not None else z
-
-    def apply(self, w: np.ndarray, cfg: GenerateConfig, device: str, shape) -> np.ndarray:
-        """x = F(w) as float32 (n, *shape); the identity for a modality without a flow."""
-        if self.flow is None:
-            return w.astype(np.float32).reshape(-1, *shape)
-        outs = []
-        for i in range(0, w.shape[0], cfg.flow_batch):
-            zt = torch.from_numpy(w[i:i + cfg.flow_batch].astype(np.float32).reshape(-1, *shape)).to(device)
-            outs.append(flow_map(self.net, zt, self.flow.label_index(self.label), self.flow.solver).cpu().numpy())
-        return np.concatenate(outs)
-
-    def invert(self, x: np.ndarray, device: str) -> np.ndarray:
-        if self.flow is None:
-            return x.astype(np.float64).reshape(x.shape[0], -1)
-        xt = torch.from_numpy(x.astype(np.float32)).to(device)
-        try:
-            z = invert(self.net, xt, self.flow.label_index(self.label), self.flow.solver)
-        except RuntimeError:  # a forced, uncertified map: no exact inverse to measure
-            return np.full((x.shape[0], int(np.prod(x.shape[1:]))), np.inf)
-        return z.cpu().double().numpy().reshape(x.shape[0], -1)
-
-
-def _resolve_flow(ref: str, base_dir: Path, device: str) -> Flow:
-    if ref in registry():
-        return load_flow(ref, device)
-    p = Path(ref)
-    return load_flow(p if p.is_absolute() else base_dir / p, device)
-
-
-def _modalities(spec: GraphSpec, model, base_dir: Path, tile: int, device: str) -> list[_Modality]:
-    mods, shape = [], tuple(spec.shape)
-    for i, m in enumerate(spec.modalities):
-        wh = block_whitener(model, m.node) if m.standardize else None
-        flow = net = ref = label = None
-        if m.flow is not None:
-            ref, label = m.flow.checkpoint, m.flow.label
-            flow = _resolve_flow(ref, base_dir, device)
-            if flow.shape != shape:
-                raise ConfigError(f"modalities[{i}].flow: {ref!r} maps images of shape {list(flow.shape)}, "
-                                  f"but the spec's shape is {list(shape)}; use a flow trained at that size")
-            flow.label_index(label)  # fails early with the list of classes
-            net = Tiled(flow.net, tile)
-        mods.append(_Modality(m.node, wh, flow, ref, label, net))
-    return mods
-
-
 def _pmi_pairs(table) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
     return [(r.a, r.b) for r in table.mutual_information if not r.given]
 
 
 def _pmi_name(a, b) -> str:
     return f"{'+'.join(a)}__{'+'.join(b)}"
-
-
-def _cert_record(cert, forced: bool, lipschitz: bool) -> CertificateRecord:
-    return CertificateRecord(
-        certified=cert.certified, forced=forced and not cert.certified, n_samples=cert.n_samples,
-        worst_contraction_rate=max(s.contraction_rate for s in cert.steps),
-        max_iterations=max(s.iterations for s in cert.steps), failed_steps=cert.failed_steps(),
-        lipschitz_checked=lipschitz, summary=cert.summary(), steps=cert.to_dict()["steps"])
-
-
-def _roundtrip(w: np.ndarray, back: np.ndarray, source: str) -> RoundTripRecord:
-    err = back - w
-    rms = np.sqrt(np.mean(err ** 2, axis=1))
-    rel = rms / np.sqrt(np.mean(w ** 2, axis=1))
-    return RoundTripRecord(n_samples=w.shape[0], source=source, rel_rms_max=float(rel.max()),
-                           rel_rms_mean=float(rel.mean()), abs_rms_max=float(rms.max()),
-                           max_abs=float(np.abs(err).max()))
 
 
 class Generator:
@@ -182,7 +113,7 @@ class Generator:
                                  f"{spec.name!r}: {self.solver.structure_note}")
         self.model = self.solver.structured
         self.shape = tuple(spec.shape)
-        self.mods = _modalities(spec, self.model, self.base_dir, cfg.tile, self.device)
+        self.mods = modalities(spec, self.model, self.base_dir, cfg.tile, self.device)
         self.table = table_for(spec, base_dir)
         self.pairs = _pmi_pairs(self.table) if cfg.pmi else []
         self.n_shards = -(-cfg.n // cfg.shard_size)
@@ -207,10 +138,35 @@ class Generator:
             require_certified(cert, self.cfg.force)
             x = flow_map(m.net, zt, label, m.flow.solver).cpu().numpy()  # what generation must store for these
             self._checked[m.name] = (x, back.cpu().double().numpy().reshape(x.shape[0], -1))
-            self.certs[m.name] = _cert_record(cert, self.cfg.force, self.cfg.lipschitz)
+            self.certs[m.name] = cert_record(cert, self.cfg.force, self.cfg.lipschitz)
         self.timings["certify"] = time.perf_counter() - t0
 
-    def _manifest(self, done: np.ndarray, intervals=(), roundtrips=None) -> DatasetManifest:
+    def _image_entropies(self) -> list[ImageEntropyRecord]:
+        """h(X_i) and h(X_i, X_j) from the exact latent entropies and per-sample flow log-dets (rank 0)."""
+        cfg = self.cfg
+        k = min(cfg.entropy_samples, cfg.n)
+        lat = sample_latents(self.model, cfg.seed, 0, k, self.spec.modality_names)
+        logdets, std_ld = {}, {}
+        for m in self.mods:
+            if m.flow is None:
+                logdets[m.name] = np.zeros(k)
+            else:
+                w = torch.from_numpy(m.inputs(lat[m.name]).astype(np.float32).reshape(-1, *self.shape)).to(self.device)
+                logdets[m.name] = per_sample_logdets(m.net, w, m.flow.label_index(m.label), m.flow.solver,
+                                                     terms=cfg.entropy_terms, probes=cfg.entropy_probes, seed=cfg.seed)
+            std_ld[m.name] = -0.5 * self.solver.logdet([m.name]) if m.whitener is not None else 0.0
+        names = [m.name for m in self.mods]
+        sets = [(n,) for n in names] + [tuple(p) for p in itertools.combinations(names, 2)]
+        out = []
+        for s in sets:
+            h_lat, ld = self.solver.entropy(list(s)), sum(std_ld[x] for x in s)
+            nats, se = entropy_estimate(h_lat, ld, [logdets[x] for x in s])
+            out.append(ImageEntropyRecord(nodes=list(s), nats=nats, stderr=se, latent_nats=h_lat, standardise_logdet=ld,
+                                          flow_logdet_mean=nats - h_lat - ld, n_samples=k, terms=cfg.entropy_terms,
+                                          probes=cfg.entropy_probes))
+        return out
+
+    def _manifest(self, done: np.ndarray, intervals=(), roundtrips=None, entropies=()) -> DatasetManifest:
         cfg, roundtrips = self.cfg, roundtrips or {}
         mods = []
         for m in self.mods:
@@ -231,7 +187,8 @@ class Generator:
             theta_array="theta", latent_arrays={m.name: f"z/{m.name}" for m in self.mods} if cfg.latents else {},
             modalities=mods, pmi=[PMIRecord(a=list(a), b=list(b), array=f"pmi/{_pmi_name(a, b)}") for a, b in self.pairs],
             info=information_manifest(self.spec, self.table), mi_intervals=list(intervals),
-            forced=any(c.forced for c in self.certs.values()), complete=bool(done.all()),
+            image_entropies=list(entropies), forced=any(c.forced for c in self.certs.values()),
+            complete=bool(done.all()),
             shards_complete=[bool(x) for x in done], timings_s=dict(self.timings))
 
     def _prepare(self) -> None:
@@ -324,7 +281,7 @@ class Generator:
                 src = "exact inverse of the stored float32 values (bytes equal to the certified forward solve)"
             else:
                 back, src = m.invert(stored, self.device), f"exact inverse of the stored {self.cfg.dtype} values"
-            rts[m.name] = _roundtrip(w[m.name], back, src)
+            rts[m.name] = roundtrip_record(w[m.name], back, src)
             deltas[m.name] = rts[m.name].abs_rms_max
         lost = {m for m, d in deltas.items() if not np.isfinite(d)}  # not invertible: nothing is shown to survive
         sem, rename = perturbed_sem(self.solver.sem, {m: d for m, d in deltas.items() if m not in lost},
@@ -340,7 +297,12 @@ class Generator:
             intervals.append(MIIntervalRecord(a=list(r.a), b=list(r.b), given=list(r.given), nats=r.nats,
                                               nats_perturbed=p, low=lo_hi[0], high=lo_hi[1]))
         self.timings["roundtrip"] = time.perf_counter() - t0
-        man = self._manifest(zs.shards_done(g), intervals, rts)
+        entropies = []
+        if self.cfg.entropy_samples > 0:
+            t1 = time.perf_counter()
+            entropies = self._image_entropies()
+            self.timings["entropy"] = time.perf_counter() - t1
+        man = self._manifest(zs.shards_done(g), intervals, rts, entropies)
         zs.write_manifest(self.out, man, g)
         return man
 

@@ -144,6 +144,22 @@ class MIIntervalRecord(_Out):
     high: float | None
 
 
+class ImageEntropyRecord(_Out):
+    """h(X_nodes) of the stored modalities: exact latent entropy + standardisation log-det (exact) + the
+    mean flow log-det over ``n_samples`` samples (Hutchinson power series): an estimate of an exact quantity."""
+
+    nodes: list[str]
+    nats: float
+    stderr: float
+    latent_nats: float
+    standardise_logdet: float
+    flow_logdet_mean: float
+    n_samples: int
+    terms: int
+    probes: int
+    kind: str = "estimate (flow log-det) of an exactly defined entropy"
+
+
 class PMIRecord(_Out):
     a: list[str]
     b: list[str]
@@ -173,6 +189,7 @@ class DatasetManifest(_Out):
     info: InformationManifest
     mi_intervals: list[MIIntervalRecord]
     mi_interval_method: str = MI_INTERVAL_METHOD
+    image_entropies: list[ImageEntropyRecord] = []
     forced: bool
     complete: bool
     shards_complete: list[bool]

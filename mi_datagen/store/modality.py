@@ -1,0 +1,93 @@
+"""One modality of a generation job: its standardisation, flow and certified applied map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mi_datagen.errors import ConfigError
+from mi_datagen.flows.certify import invert
+from mi_datagen.flows.io import Flow, load_flow, registry
+from mi_datagen.flows.ode import Tiled, flow_map
+from mi_datagen.model.standardize import BlockWhitener, block_whitener
+from mi_datagen.spec.models import GraphSpec
+from mi_datagen.store.manifest import CertificateRecord, RoundTripRecord
+
+
+@dataclass
+class Modality:
+    name: str
+    whitener: BlockWhitener | None
+    flow: Flow | None
+    ref: str | None
+    label: str | int | None
+    net: Tiled | None
+
+    def inputs(self, z: np.ndarray) -> np.ndarray:
+        """The flow input w (float64, (n, d)): standardised or not."""
+        return self.whitener.whiten(z) if self.whitener is not None else z
+
+    def apply(self, w: np.ndarray, cfg, device: str, shape) -> np.ndarray:
+        """x = F(w) as float32 (n, *shape); the identity for a modality without a flow."""
+        if self.flow is None:
+            return w.astype(np.float32).reshape(-1, *shape)
+        outs = []
+        for i in range(0, w.shape[0], cfg.flow_batch):
+            zt = torch.from_numpy(w[i:i + cfg.flow_batch].astype(np.float32).reshape(-1, *shape)).to(device)
+            outs.append(flow_map(self.net, zt, self.flow.label_index(self.label), self.flow.solver).cpu().numpy())
+        return np.concatenate(outs)
+
+    def invert(self, x: np.ndarray, device: str) -> np.ndarray:
+        if self.flow is None:
+            return x.astype(np.float64).reshape(x.shape[0], -1)
+        xt = torch.from_numpy(x.astype(np.float32)).to(device)
+        try:
+            z = invert(self.net, xt, self.flow.label_index(self.label), self.flow.solver)
+        except RuntimeError:  # a forced, uncertified map: no exact inverse to measure
+            return np.full((x.shape[0], int(np.prod(x.shape[1:]))), np.inf)
+        return z.cpu().double().numpy().reshape(x.shape[0], -1)
+
+
+def resolve_flow(ref: str, base_dir: Path, device: str) -> Flow:
+    if ref in registry():
+        return load_flow(ref, device)
+    p = Path(ref)
+    return load_flow(p if p.is_absolute() else base_dir / p, device)
+
+
+def modalities(spec: GraphSpec, model, base_dir: Path, tile: int, device: str) -> list[Modality]:
+    mods, shape = [], tuple(spec.shape)
+    for i, m in enumerate(spec.modalities):
+        wh = block_whitener(model, m.node) if m.standardize else None
+        flow = net = ref = label = None
+        if m.flow is not None:
+            ref, label = m.flow.checkpoint, m.flow.label
+            flow = resolve_flow(ref, base_dir, device)
+            if flow.shape != shape:
+                raise ConfigError(f"modalities[{i}].flow: {ref!r} maps images of shape {list(flow.shape)}, "
+                                  f"but the spec's shape is {list(shape)}; use a flow trained at that size")
+            flow.label_index(label)  # fails early with the list of classes
+            net = Tiled(flow.net, tile)
+        mods.append(Modality(m.node, wh, flow, ref, label, net))
+    return mods
+
+
+
+def cert_record(cert, forced: bool, lipschitz: bool) -> CertificateRecord:
+    return CertificateRecord(
+        certified=cert.certified, forced=forced and not cert.certified, n_samples=cert.n_samples,
+        worst_contraction_rate=max(s.contraction_rate for s in cert.steps),
+        max_iterations=max(s.iterations for s in cert.steps), failed_steps=cert.failed_steps(),
+        lipschitz_checked=lipschitz, summary=cert.summary(), steps=cert.to_dict()["steps"])
+
+
+def roundtrip_record(w: np.ndarray, back: np.ndarray, source: str) -> RoundTripRecord:
+    err = back - w
+    rms = np.sqrt(np.mean(err ** 2, axis=1))
+    rel = rms / np.sqrt(np.mean(w ** 2, axis=1))
+    return RoundTripRecord(n_samples=w.shape[0], source=source, rel_rms_max=float(rel.max()),
+                           rel_rms_mean=float(rel.mean()), abs_rms_max=float(rms.max()),
+                           max_abs=float(np.abs(err).max()))
