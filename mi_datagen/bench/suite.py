@@ -51,7 +51,7 @@ class DatasetEntry(_Frozen):
 
 class EstimatorEntry(_Frozen):
     name: str
-    method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg"]
+    method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg", "entropy-diff"]
     settings: dict = Field(default_factory=dict)
 
 

@@ -24,7 +24,7 @@ from mi_datagen.estimators.baselines import gaussian_mi, ksg_mi
 from mi_datagen.estimators.critics import Critic, GaussianConditional
 
 CRITIC_METHODS = ("dv", "mine", "nwj", "js", "infonce", "smile", "club")
-METHODS = CRITIC_METHODS + ("gaussian", "ksg")
+METHODS = CRITIC_METHODS + ("gaussian", "ksg", "entropy-diff")
 
 
 class EstimatorError(MIDatagenError):
@@ -52,6 +52,7 @@ class Settings:
     device: str = "cpu"
     k: int = 3  # KSG neighbours
     shrinkage: float = 0.0  # Gaussian baseline
+    entropy: str = "flow"  # entropy-diff: Ĥ(X) + Ĥ(Y) − Ĥ(X,Y) with this entropy estimator (gaussian | kl | flow)
 
     @classmethod
     def make(cls, **kw) -> "Settings":
@@ -127,6 +128,14 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
         value = gaussian_mi(x, y, s.shrinkage) if method == "gaussian" else ksg_mi(x, y, s.k)
         return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
                               "closed form on all samples (no training, no split)")
+    if method == "entropy-diff":
+        from mi_datagen.estimators.entropy import entropy_difference_mi
+
+        extra = {"steps": s.steps, "test_fraction": s.test_fraction} if s.entropy == "flow" else (
+            {"k": s.k} if s.entropy == "kl" else {})
+        value, hx, hy, hxy = entropy_difference_mi(x.numpy(), y.numpy(), s.entropy, seed, **extra)
+        return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
+                              f"{s.entropy}: H(X) = {hx:.4f}, H(Y) = {hy:.4f}, H(X,Y) = {hxy:.4f} nats")
     if len(test) < s.batch_size:
         raise EstimatorError(f"the held-out split has {len(test)} samples, fewer than batch_size {s.batch_size}")
     x, y = _standardise(x, train).to(s.device), _standardise(y, train).to(s.device)
