@@ -9,6 +9,7 @@ only the inner chunks holding the requested rows are read.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ class MIDataset(Dataset):
                  with_latents: bool = False, with_pmi: bool = False, transform: Callable | None = None,
                  dtype: torch.dtype = torch.float32, allow_incomplete: bool = False, cache_bytes: int = 2 << 30):
         self.path = str(path)
-        self._group = None
+        self._group, self._pid = None, None
         self._arrays: dict = {}
         self._cache: OrderedDict = OrderedDict()
         self._cached = 0
@@ -75,16 +76,17 @@ class MIDataset(Dataset):
         return state
 
     def _open(self):
-        if self._group is None:
+        if self._group is None or self._pid != os.getpid():  # a forked DataLoader worker opens its own handles
             import zarr
 
-            self._group = zarr.open_group(self.path, mode="r")
+            self._group, self._arrays, self._pid = zarr.open_group(self.path, mode="r"), {}, os.getpid()
         return self._group
 
     def _array(self, key: str):
+        self._open()
         arr = self._arrays.get(key)
         if arr is None:  # opening an array is a metadata read: once per process
-            arr = self._arrays[key] = self._open()[self.keys[key]]
+            arr = self._arrays[key] = self._group[self.keys[key]]
         return arr
 
     def _tensor(self, key: str, data: np.ndarray) -> torch.Tensor:
