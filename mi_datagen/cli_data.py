@@ -139,6 +139,15 @@ def inspect(path: str = typer.Argument(..., help="a dataset store"),
         gap = "-" if low is None or r.nats is None else f"{r.nats - low:.1e}"
         t.add_row(quantity_label(r.a, r.b, r.given), r.kind, _fmt(r.nats), _fmt(low), gap)
     out.print(t)
+    if man.image_entropies:
+        t = Table(title="entropies of the stored modalities (nats): exact latent part + flow log-det estimate",
+                  title_justify="left")
+        for c in ("set", "h(X)", "± SE", "h(Z)", "log|det S|", "E log|det ∂F|", "samples"):
+            t.add_column(c, justify="left" if c == "set" else "right")
+        for r in man.image_entropies:
+            t.add_row(",".join(r.nodes), f"{r.nats:.2f}", f"{r.stderr:.2f}", f"{r.latent_nats:.2f}",
+                      f"{r.standardise_logdet:.2f}", f"{r.flow_logdet_mean:.2f}", str(r.n_samples))
+        out.print(t)
     try:
         if preview is not None or "://" not in path:
             img = _preview(path) if preview is None else _preview_to(path, preview)

@@ -143,3 +143,16 @@ def test_entropy_check_on_a_flowless_store(tmp_path):
     assert e.nats == pytest.approx(gaussian_entropy(x.reshape(6000, -1)) + gaussian_entropy(y.reshape(6000, -1))
                                    - gaussian_entropy(np.concatenate([x.reshape(6000, -1), y.reshape(6000, -1)], 1)),
                                    abs=1e-9)
+
+
+def test_inspect_shows_image_entropies(tiny_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+
+    spec = load_and_expand(tiny_dir / "tiny.yaml")[0]
+    generate(spec, tmp_path / "e.zarr", GenerateConfig(n=8, shard_size=8, chunk_size=8, tile=8, progress=False,
+                                                       entropy_samples=2, entropy_terms=2, entropy_probes=2), tiny_dir)
+    r = CliRunner().invoke(app, ["inspect", str(tmp_path / "e.zarr")])
+    assert r.exit_code == 0, r.output
+    assert "entropies of the stored modalities" in r.output and "X1,X2" in r.output
