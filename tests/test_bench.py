@@ -116,3 +116,17 @@ def test_load_pair_any_sets_from_a_store(suite_dir):
     assert truth == pytest.approx(solver_for(spec).mi(["X1", "X2"], ["theta"]), rel=1e-12)
     with pytest.raises(StoreError, match="'c' is not stored"):
         load_pair(str(out), ["c"], ["X1"])
+
+
+def test_suite_regenerates_a_store_of_another_job(suite_dir):
+    """A complete store of another job (here the spec changed) is regenerated, never reused or mixed."""
+    out = run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    store = next((out / "stores").glob("*.zarr"))
+    from mi_datagen.store.zarr_store import read_manifest
+
+    first = read_manifest(str(store)).info.spec_sha256
+    (suite_dir / "plain.yaml").write_text(PLAIN.replace("coef: 0.8", "coef: 0.9"))
+    for f in (out / "runs").glob("*.json"):
+        f.unlink()
+    run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    assert read_manifest(str(store)).info.spec_sha256 != first and read_manifest(str(store)).complete

@@ -9,6 +9,7 @@ error and the sweep goes on; a finished run is not redone when the suite is run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import traceback
@@ -105,14 +106,26 @@ def _strip_flows(spec):
 
 def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
     from mi_datagen.store import zarr_store as zs
-    from mi_datagen.store.generate import GenerateConfig, generate
+    from mi_datagen.store.generate import GenerateConfig
+
+    from mi_datagen.store.generate import Generator
 
     spec = member if entry.images else _strip_flows(member)
     path = stores / f"{member.name}{'' if entry.images else '-latents'}-n{entry.n}-s{entry.seed}.zarr"
-    if zs.has_manifest(str(path)) and zs.read_manifest(str(path)).complete:
-        return path  # a finished store of this job (generate --resume would refuse a different one)
-    cfg = GenerateConfig(n=entry.n, seed=entry.seed, resume=zs.exists(str(path)), progress=progress, **entry.generate)
-    generate(spec, path, cfg, base)
+    cfg = GenerateConfig(n=entry.n, seed=entry.seed, progress=progress, **entry.generate)
+    job = Generator(spec, str(path), cfg, base)
+    resume = overwrite = False
+    if zs.has_manifest(str(path)):
+        old = zs.read_manifest(str(path))
+        if old.generation_key() == job.generation_key():
+            if old.complete:
+                return path  # a finished store of this very job (same spec, flows, solver, seed, n, ...)
+            resume = True
+        else:
+            overwrite = True  # another job (e.g. an older flow checkpoint): regenerate, never mix
+    elif zs.exists(str(path)):
+        resume = True
+    Generator(spec, str(path), dataclasses.replace(cfg, resume=resume, overwrite=overwrite), base).run()
     return path
 
 

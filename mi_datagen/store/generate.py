@@ -191,6 +191,10 @@ class Generator:
             complete=bool(done.all()),
             shards_complete=[bool(x) for x in done], timings_s=dict(self.timings))
 
+    def generation_key(self) -> dict:
+        """What ``--resume`` compares (the manifest's ``generation_key`` of this job)."""
+        return self._manifest(np.zeros(self.n_shards, dtype=bool)).generation_key()
+
     def _prepare(self) -> None:
         """Rank 0: certify, then create the store (or check that ``resume`` continues the same job)."""
         w = self._check_inputs()
