@@ -25,22 +25,23 @@ standardize: {standardize}
 """
 
 
-def make_tiny_flow(path, scale=0.05, steps=8, t_end=0.98, seed=0):
-    """A tiny 8×8 two-class UNet with random non-zero weights, written as a flow file."""
+def make_tiny_flow(path, scale=0.05, steps=8, t_end=0.98, seed=0, classes=("a", "b")):
+    """A tiny 8×8 class-conditional UNet with random non-zero weights, written as a flow file."""
     import torch
 
     from mi_datagen.flows.io import save_flow
     from mi_datagen.flows.ode import SolverConfig
     from mi_datagen.flows.unet import UNet, UNetConfig
 
-    cfg = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), emb_dim=16, groups=4, num_classes=2)
+    cfg = UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), emb_dim=16, groups=4,
+                     num_classes=len(classes))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = UNet(cfg).eval()
         with torch.no_grad():
             for p in net.parameters():
                 p.add_(scale * torch.randn_like(p))
-    return save_flow(net, ["a", "b"], SolverConfig(steps=steps, t_end=t_end), path)
+    return save_flow(net, list(classes), SolverConfig(steps=steps, t_end=t_end), path)
 
 
 @pytest.fixture(scope="session")

@@ -249,3 +249,20 @@ def test_dopri5_reference_agrees_with_fine_fixed_grid():
     assert err[1] < 1e-5 and err[1] < err[0] / 8, err  # 4th-order convergence to the reference
     with pytest.raises(ValueError, match="only fixed-grid solves can be certified"):
         certify(net, z, 1, SolverConfig(method="dopri5"))
+
+
+def test_training_on_a_single_class_folder(folder, tmp_path):
+    """Per-class checkpoints: a one-class ImageFolder trains a one-class flow that exports and loads."""
+    import shutil
+
+    from mi_datagen.flows.io import export_flow, load_flow
+
+    one = tmp_path / "one"
+    shutil.copytree(folder / "reds", one / "reds")
+    data = load_images("imagefolder", one, image_size=8)
+    cfg = TrainConfig(steps=10, batch_size=8, lr=1e-3, warmup=2, checkpoint_every=10, sample_every=0, seed=0)
+    single = UNetConfig(**{**TINY.to_dict(), "num_classes": 1})
+    ck = train(data, tmp_path / "run", single, cfg, quiet=True)
+    export_flow(ck, tmp_path / "reds.pt", SolverConfig(steps=4, t_end=0.98))
+    f = load_flow(tmp_path / "reds.pt")
+    assert f.classes == ("reds",) and f.map(torch.zeros(2, 3, 8, 8), "reds").shape == (2, 3, 8, 8)

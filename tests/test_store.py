@@ -253,3 +253,19 @@ def test_cli_generate_then_inspect(tiny_dir, tmp_path):
     assert r.exit_code == 2 and "exists; pass --resume" in " ".join(r.output.split())
     r = runner.invoke(app, ["inspect", str(tmp_path / "missing.zarr")])
     assert r.exit_code == 2 and "no such dataset store" in " ".join(r.output.split())
+
+
+def test_independent_per_class_checkpoints(tmp_path):
+    """Each modality may name its own single-class checkpoint: (checkpoint, class) per modality."""
+    make_tiny_flow(tmp_path / "reds.pt", seed=1, classes=("reds",))
+    make_tiny_flow(tmp_path / "blues.pt", seed=2, classes=("blues",))
+    (tmp_path / "s.yaml").write_text(
+        "name: per_class\nshape: [3, 8, 8]\nnodes:\n  - {name: theta, kind: scalar}\n  - {name: X1, kind: vector}\n"
+        "  - {name: X2, kind: vector}\nedges:\n  - {parent: theta, child: X1, coef: 0.2, template: ones}\n"
+        "  - {parent: theta, child: X2, coef: 0.2, template: ones}\ntarget: theta\nmodalities:\n"
+        "  - {node: X1, flow: {checkpoint: reds.pt, label: reds}}\n"
+        "  - {node: X2, flow: {checkpoint: blues.pt, label: 0}}\n")
+    man = generate(load_and_expand(tmp_path / "s.yaml")[0], tmp_path / "o.zarr", GenerateConfig(**SMALL), tmp_path)
+    f1, f2 = (m.flow for m in man.modalities)
+    assert (f1.file, f1.class_name, f2.file, f2.class_name) == ("reds.pt", "reds", "blues.pt", "blues")
+    assert f1.sha256 != f2.sha256 and all(m.certificate.certified for m in man.modalities)
