@@ -120,3 +120,6 @@ def test_image_shaped_inputs_use_conv_critics():
     y = 0.8 * c + rng.standard_normal((1200, 3, 8, 8))
     r = estimate(x, y, "infonce", steps=100, critic="joint")
     assert math.isfinite(r.nats) and r.settings["critic"] == "joint"
+    assert math.isfinite(estimate(x, y, "nwj", steps=50, encoder="patch").nats)
+    with pytest.raises(ValueError, match="encoder must be auto, mlp, conv or patch"):
+        estimate(x[:, :, 0, 0], y[:, :, 0, 0], "nwj", steps=5, encoder="conv")

@@ -46,13 +46,29 @@ class ConvEncoder(nn.Module):
         return self.net(x)
 
 
+class PatchEncoder(nn.Module):
+    """Bag of patches: a 4×4 patchify conv, a 1×1 conv, global average pool, linear. No spatial mixing
+    beyond 4×4, so far less prone to memorising noise images than ``ConvEncoder`` (at 3×32×32 latents
+    with I = 0.33 nats: held-out 0.25 vs 0.06; at I = 1.4: 0.92 vs 1.24 — it underfits there)."""
+
+    def __init__(self, channels: int, d_out: int, width: int = 16):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, 2 * width, 4, 4), nn.ReLU(), nn.Conv2d(2 * width, 2 * width, 1),
+                                 nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def encoder(shape: tuple[int, ...], d_out: int, hidden: int, conv_width: int = 16, kind: str = "auto") -> nn.Module:
     """``auto``: a conv encoder for image-shaped inputs (C, H, W) with H, W ≥ 8, an MLP on the flattened
-    input otherwise; ``mlp`` / ``conv`` force one."""
+    input otherwise; ``mlp`` / ``conv`` / ``patch`` force one."""
     image = len(shape) == 3 and shape[1] >= 8 and shape[2] >= 8
-    if kind not in ("auto", "mlp", "conv") or (kind == "conv" and not image):
-        raise ValueError(f"encoder must be auto, mlp or conv (conv needs (C, H, W) with H, W >= 8); "
+    if kind not in ("auto", "mlp", "conv", "patch") or (kind in ("conv", "patch") and not image):
+        raise ValueError(f"encoder must be auto, mlp, conv or patch (conv/patch need (C, H, W) with H, W >= 8); "
                          f"got {kind!r} for shape {shape}")
+    if kind == "patch":
+        return PatchEncoder(shape[0], d_out, conv_width)
     if kind == "conv" or (kind == "auto" and image):
         return ConvEncoder(shape[0], d_out, conv_width)
     return nn.Sequential(nn.Flatten(), mlp(math.prod(shape), hidden, d_out))
