@@ -125,7 +125,8 @@ def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool
             overwrite = True  # another job (e.g. an older flow checkpoint): regenerate, never mix
     elif zs.exists(str(path)):
         resume = True
-    Generator(spec, str(path), dataclasses.replace(cfg, resume=resume, overwrite=overwrite), base).run()
+    job.cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite)  # same job, now told how to start
+    job.run()
     return path
 
 
