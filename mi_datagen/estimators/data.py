@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from mi_datagen.store.manifest import DatasetManifest
 from mi_datagen.store.zarr_store import StoreError, read_manifest
@@ -35,3 +36,14 @@ def load_pair(path: str, a: list[str], b: list[str]) -> tuple[np.ndarray, np.nda
         raise StoreError(f"{path}: incomplete store; finish it with `mi-datagen generate ... --resume`")
     g = zarr.open_group(str(path), mode="r")
     return _side(g, man, list(a)), _side(g, man, list(b)), man.mi(a, b)
+
+
+def split_standardise(x: torch.Tensor, gen: torch.Generator, test_fraction: float, val_fraction: float):
+    """Seeded test / validation / train row indices (in that order of the permutation) and x standardised
+    per feature with the training rows' statistics. Returns (x, train, val, test, std)."""
+    perm = torch.randperm(x.shape[0], generator=gen)
+    n_test = int(round(x.shape[0] * test_fraction))
+    n_val = int(round((x.shape[0] - n_test) * val_fraction))
+    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
+    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-8)
+    return (x - mean) / std, train, val, test, std

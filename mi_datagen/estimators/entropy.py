@@ -79,17 +79,14 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
     """Held-out −E log p̂(x) of a zuko MAF (the model chosen on a validation split), with its standard error."""
     import zuko
 
+    from mi_datagen.estimators.data import split_standardise
+
     t0 = time.perf_counter()
     settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, transforms=transforms, hidden=list(hidden),
                     test_fraction=test_fraction)
     x = torch.as_tensor(_flat(x), dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(x.shape[0], generator=gen)
-    n_test = int(round(x.shape[0] * test_fraction))
-    n_val = int(round((x.shape[0] - n_test) * val_fraction))
-    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
-    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-8)
-    z = (x - mean) / std
+    z, train, val, test, std = split_standardise(x, gen, test_fraction, val_fraction)
     log_scale = float(torch.log(std).double().sum())  # h(x) = h(z) + Σ log std
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mi_datagen.estimators.critics import encoder
+from mi_datagen.estimators.data import split_standardise
 
 
 def rmse_floor(theta_std: float, mi: float) -> float:
@@ -28,12 +29,7 @@ def regress(x, theta, seed: int = 0, steps: int = 1500, batch_size: int = 128, l
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     t = torch.as_tensor(np.asarray(theta), dtype=torch.float32).reshape(-1)
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(t), generator=gen)
-    n_test = int(round(len(t) * test_fraction))
-    n_val = int(round((len(t) - n_test) * val_fraction))
-    test, val, train = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
-    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-8)
-    x = (x - mean) / std
+    x, train, val, test, _ = split_standardise(x, gen, test_fraction, val_fraction)
     tm, ts = t[train].mean(), t[train].std()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -61,4 +57,4 @@ def regress(x, theta, seed: int = 0, steps: int = 1500, batch_size: int = 128, l
                 best = (v, copy.deepcopy(net.state_dict()), step)
     net.load_state_dict(best[1])
     return {"test_rmse": rmse(test), "val_rmse": best[0], "best_step": best[2], "theta_std": float(t.std()),
-            "curve": curve, "time_s": time.perf_counter() - t0, "n_train": len(train), "n_test": n_test}
+            "curve": curve, "time_s": time.perf_counter() - t0, "n_train": len(train), "n_test": len(test)}
