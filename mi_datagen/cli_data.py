@@ -29,7 +29,7 @@ def generate(
     seed: int = typer.Option(0, help="sample i depends only on (seed, i)"),
     device: str = typer.Option("cpu", help="cpu | cuda (under torchrun: cuda:<LOCAL_RANK>)"),
     batch_size: int = typer.Option(64, help="samples per solver call (memory/speed only; never changes the bytes)"),
-    tile: int = typer.Option(8, help="samples per velocity-net call; part of the numerics, recorded"),
+    tile: int = typer.Option(32, help="samples per velocity-net call; part of the numerics, recorded"),
     dtype: str = typer.Option("float32", help="float32 | float16 (storage precision, recorded and measured)"),
     shard_size: int = typer.Option(1024, help="samples per shard (unit of work, writing and resume)"),
     chunk_size: int = typer.Option(16, help="samples per compressed chunk inside a shard"),
@@ -166,7 +166,11 @@ def _preview_to(path: str, target: Path) -> Path:
 @app.command()
 def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/*.yaml)"),
           out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the suite's `out`)"),
-          threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)")) -> None:
+          threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
+          stores: Optional[Path] = typer.Option(None, help="folder for the generated stores (default: the suite's "
+                                                           "`stores`, else <out>/stores)"),
+          generate_only: bool = typer.Option(False, "--generate-only", help="only make (or finish) the stores")
+          ) -> None:
     """Run estimators × datasets × seeds against the exact MI; report.md, results.csv and plots."""
     import torch
 
@@ -176,7 +180,12 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
     if threads:
         torch.set_num_threads(threads)
     try:
-        folder = run_suite(suite, out_dir)
+        folder = run_suite(suite, out_dir, stores_dir=stores, generate_only=generate_only)
+        if generate_only:
+            from mi_datagen.bench.suite import load_suite
+
+            out.print(f"stores ready for {load_suite(suite).name}", highlight=False)
+            return
     except MIDatagenError as e:
         _fail(e)
     summary = summarise(load_runs(folder))

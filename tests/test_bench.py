@@ -130,3 +130,25 @@ def test_suite_regenerates_a_store_of_another_job(suite_dir):
         f.unlink()
     run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
     assert read_manifest(str(store)).info.spec_sha256 != first and read_manifest(str(store)).complete
+
+
+def test_generate_only_prepares_a_shared_store_folder(suite_dir):
+    """`bench --generate-only` makes the suite's stores in its `stores` folder and runs nothing; a
+    second suite naming the same folder reuses them (same job ⇒ same store, not regenerated)."""
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+
+    shared = suite_dir / "shared"
+    (suite_dir / "a.yaml").write_text(SUITE.replace("seeds: [0, 1]", f"seeds: [0]\nstores: {shared}"))
+    r = CliRunner().invoke(app, ["bench", str(suite_dir / "a.yaml"), "--out", str(suite_dir / "outa"),
+                                 "--generate-only"])
+    assert r.exit_code == 0, r.output
+    assert "stores ready for tiny" in r.output
+    store = shared / "plain-n800-s0.zarr"
+    assert (store / "manifest.json").is_file() and not list((suite_dir / "outa" / "runs").glob("*.json"))
+    stamp = (store / "manifest.json").stat().st_mtime_ns
+    out = run_suite(suite_dir / "a.yaml", suite_dir / "outb", progress=False)
+    runs = load_runs(out)
+    assert runs and all(r["store"] == str(store) for r in runs if r["status"] == "ok")
+    assert (store / "manifest.json").stat().st_mtime_ns == stamp and not (suite_dir / "outb" / "stores").exists()

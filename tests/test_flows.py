@@ -211,6 +211,14 @@ def test_export_load_registry_and_cli(folder, tmp_path, monkeypatch):
         f.label_index("greens")
     z = torch.randn(2, *f.shape)
     assert torch.equal(f.map(z, "reds"), flow_map(f.net, z, 1, solver))
+    # loaded flows run channels-last (NHWC): same map up to float rounding, NCHW output
+    from mi_datagen.flows.unet import is_channels_last
+
+    assert is_channels_last(f.net) and f.map(z, "reds").is_contiguous()
+    nchw = UNet(f.net.cfg)
+    nchw.load_state_dict(f.net.state_dict())
+    assert not is_channels_last(nchw)
+    assert torch.allclose(flow_map(nchw, z, 1, solver), f.map(z, "reds"), atol=1e-5, rtol=0)
     # the registry pins the hash: a replaced file is refused even with a matching sidecar
     save_checkpoint(torch.load(flows / "tiny.pt", weights_only=True) | {"step": 999}, flows / "tiny.pt")
     with pytest.raises(CheckpointError, match="sha256 mismatch"):

@@ -2,7 +2,7 @@
 
 A suite names dataset specs (a sweep gives one dataset per member), the pairs to estimate, the
 estimator settings and the seeds. Datasets are generated through the generation pipeline into
-``<out>/stores`` (or reused when a complete store of the same job is there; an interrupted one
+``<out>/stores`` or the suite's ``stores`` folder (or reused when a complete store of the same job is there; an interrupted one
 is resumed). Every run writes ``<out>/runs/<id>.json``; a run that fails is recorded with its
 error and the sweep goes on; a finished run is not redone when the suite is run again.
 """
@@ -72,6 +72,8 @@ class Suite(_Frozen):
     regression: RegressionEntry | None = None
     seeds: list[int] = Field(default=[0], min_length=1)
     out: str | None = None
+    stores: str | None = Field(None, description="folder for the generated stores (default <out>/stores); suites "
+                                                 "on the same datasets can share one")
     reference: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description="published (correlation, RMSE) per estimator name, shown in the report")
 
@@ -134,8 +136,10 @@ def run_id(dataset: str, a, b, estimator: str, seed: int) -> str:
     return f"{dataset}__{'+'.join(a)}-{'+'.join(b)}__{estimator}__s{seed}"
 
 
-def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True) -> Path:
-    """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots)."""
+def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True,
+              stores_dir: str | Path | None = None, generate_only: bool = False) -> Path:
+    """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots).
+    ``generate_only``: only make (or finish) the suite's stores, with a progress bar per store."""
     from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
     from mi_datagen.estimators.data import load_pair
@@ -147,10 +151,15 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     out = Path(out or suite.out or f"runs/bench/{suite.name}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(path.read_text())
+    store_root = Path(stores_dir or suite.stores or out / "stores")
     jobs = []
     for entry in suite.datasets:
         for member in load_and_expand(path.parent / entry.spec):
             jobs.append((entry, member))
+    if generate_only:
+        for entry, member in jobs:
+            _store(entry, member, path.parent / Path(entry.spec).parent, store_root, progress=progress)
+        return out
     todo = []  # (run id, dataset entry, member spec, a, b, kind, config, seed)
     for entry, member in jobs:
         for a, b in entry.pairs:
@@ -175,7 +184,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
         try:
             if member.name not in stores:
                 stores[member.name] = _store(entry, member, path.parent / Path(entry.spec).parent,
-                                             out / "stores", progress=False)
+                                             store_root, progress=False)
             key = (member.name, tuple(a), tuple(b))
             if key not in pairs:
                 pairs = {key: load_pair(str(stores[member.name]), list(a), list(b))}  # keep one pair in memory

@@ -74,7 +74,8 @@ def load_flow(ref: str | Path = "default", device: str = "cpu") -> Flow:
         raise CheckpointError(f"{path}: not an exported flow (format {ck.get('format')!r}); run `mi-datagen export-flow`")
     net = UNet(UNetConfig.from_dict(ck["model_config"])).to(device)
     net.load_state_dict(ck["model"])
-    net.eval().requires_grad_(False)
+    # NHWC inference: 1.3-1.5x faster on CPU; the layout is part of the applied map (see unet.is_channels_last)
+    net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     meta = {k: ck[k] for k in ("data", "step", "wall_s", "train_config", "losses") if k in ck}
     return Flow(net, tuple(ck["classes"]), SolverConfig(**ck["solver"]), meta, sha256_file(path), path)
 

@@ -135,6 +135,8 @@ class UNet(nn.Module):
         if t.dim() == 0:
             t = t.expand(x.shape[0])
         e = self.t_mlp(timestep_embedding(t, self.cfg.emb_dim).to(self.inp.weight.dtype)) + self.c_emb(c)
+        if is_channels_last(self):
+            x = x.contiguous(memory_format=torch.channels_last)
         h = self.inp(x)
         hs = [h]
         for blocks in self.down:
@@ -148,7 +150,15 @@ class UNet(nn.Module):
                 h = torch.cat([h, hs.pop()], dim=1)
             for b in blocks:
                 h = b(h, e) if isinstance(b, ResBlock) else b(h)
-        return self.out(h)
+        return self.out(h).contiguous()
+
+
+def is_channels_last(net: UNet) -> bool:
+    """Whether the net's conv weights are stored channels-last (NHWC). Inference in that layout is
+    1.3–1.5× faster on CPU here (oneDNN); the arithmetic differs from NCHW by float rounding (~3e-6),
+    so the layout is part of the applied map and fixed by ``load_flow``."""
+    w = net.inp.weight
+    return w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
 
 def count_parameters(model: nn.Module) -> int:
