@@ -208,13 +208,18 @@ def entropy_check_cmd(
     uint8: bool = typer.Option(False, "--uint8", help="check the clamped 8-bit export with LZMA code lengths"),
     out_dir: Path = typer.Option(Path("out/entropy"), "--out"),
     seed: int = typer.Option(0),
+    base_dir: Path = typer.Option(Path("."), help="uint8: where the spec's relative flow paths resolve"),
+    n_check: int = typer.Option(8, help="uint8: samples inverted exactly to measure the latent perturbation"),
+    truth_samples: int = typer.Option(0, help="a store made without --entropy-samples: compute the exact-entropy "
+                                              "estimates now from flow log-dets on this many samples"),
 ) -> None:
     """InfoMeter-style check: Ĥ(Xa) + Ĥ(Xb) − Ĥ(Xa,Xb) per estimator and sample size, next to the exact MI."""
     from mi_datagen.bench.entropy_check import entropy_check, write_check
 
     try:
         res = entropy_check(store, a, b, [e.strip() for e in estimators.split(",") if e.strip()],
-                            [int(s) for s in sizes.split(",")] if sizes else None, seed, uint8)
+                            [int(s) for s in sizes.split(",")] if sizes else None, seed, uint8,
+                            base_dir=base_dir, n_check=n_check, truth_samples=truth_samples)
     except MIDatagenError as e:
         _fail(e)
     truth = res["truth_entropies"] or {}
@@ -223,7 +228,10 @@ def entropy_check_cmd(
     for c in ("estimator", "n", f"H({a})", f"H({b})", "H(joint)", "implied MI", "s"):
         t.add_column(c, justify="left" if c == "estimator" else "right")
     if truth:
-        t.add_row("exact", "", _fmt(truth.get("a")), _fmt(truth.get("b")), _fmt(truth.get("ab")), _fmt(res["truth_mi"]), "")
+        t.add_row("exact" + (" (fine-quantisation limit)" if uint8 else ""), "", _fmt(truth.get("a")), _fmt(truth.get("b")),
+                  _fmt(truth.get("ab")), _fmt(res["truth_mi"]), "")
+    if uint8:
+        t.add_row("8-bit model", "", "", "", "", _fmt(res["uint8_model_mi"]), "")
     for r in res["rows"]:
         if "error" in r:
             t.add_row(r["estimator"], str(r["n"]), "failed", "", "", "", "")
@@ -232,5 +240,9 @@ def entropy_check_cmd(
             t.add_row(r["estimator"], str(r["n"]), _fmt(r["h_a"]), _fmt(r["h_b"]), _fmt(r["h_ab"]), _fmt(r["mi"]),
                       f"{r['time_s']:.1f}")
     out.print(t)
+    for name, q in (res.get("quantisation") or {}).get("modalities", {}).items():
+        out.print(f"{name}: {q['clamped_fraction']:.2%} of values clamped; latent round trip (rel. RMS, max over "
+                  f"{res['quantisation']['n_check']}) uint8 {q['uint8_roundtrip']['rel_rms_max']:.2e} vs stored "
+                  f"{q['float_roundtrip']['rel_rms_max']:.2e}", highlight=False)
     js, png = write_check(res, out_dir)
     out.print(f"wrote {js} and {png}", highlight=False)

@@ -132,7 +132,11 @@ def test_entropy_check_on_a_flowless_store(tmp_path):
     js, png = write_check(res, tmp_path / "check")
     assert js.exists() and png.stat().st_size > 1000
     q = entropy_check(str(out), "X1", "X2", sizes=[6000], uint8=True)
-    assert q["rows"][0]["estimator"] == "lzma" and q["truth_entropies"] is None
+    assert q["rows"][0]["estimator"] == "lzma"
+    # the export's exact entropies in the fine-quantisation limit: h + d·log 127.5 (d = 4 per block here)
+    assert q["truth_entropies"] == pytest.approx({k: h + (8 if k == "ab" else 4) * math.log(127.5)
+                                                  for k, h in res["truth_entropies"].items()}, rel=1e-12)
+    assert 0 <= q["uint8_model_mi"] <= q["truth_mi"]
     assert to_uint8(np.array([-2.0, -1.0, 0.0, 1.0, 3.0])).tolist() == [0, 0, 128, 255, 255]
     # the entropy-difference estimator in the harness interface: with Gaussian entropies it is the Gaussian MI
     from mi_datagen.estimators.data import load_pair

@@ -4,7 +4,9 @@ Truth: the exact MI from the manifest; entropies from the manifest's ``image_ent
 with ``--entropy-samples``), or exact for flow-less modalities (latent entropy + standardisation
 log-det). ``uint8=True`` checks the 8-bit export instead: values clamped to [−1, 1] and rounded,
 so entropies are discrete and a compression code length (LZMA) applies directly; its MI is
-bounded by the float store's (data processing), which shows what 8-bit storage destroys.
+bounded by the float store's (data processing). What the export destroys is measured through the
+exact inverse (``bench.quantise``): the latent perturbation, the clamped fraction, and the MI the
+perturbation model leaves; the export's exact entropies are given in the fine-quantisation limit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mi_datagen.bench.quantise import discrete_entropy_fine, quantisation_effect, to_uint8
 from mi_datagen.estimators.data import load_pair
 from mi_datagen.estimators.entropy import compressed_bits, entropy_of
 from mi_datagen.store.zarr_store import read_manifest
@@ -22,14 +25,16 @@ from mi_datagen.store.zarr_store import read_manifest
 LN2 = np.log(2.0)
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """The clamped 8-bit export of float images in the flows' [−1, 1] range."""
-    return np.clip(np.round((np.asarray(x, dtype=np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def true_entropies(path: str, a: str, b: str) -> dict[str, float] | None:
+def true_entropies(path: str, a: str, b: str, samples: int = 0, base_dir: str | Path = ".") -> dict[str, float] | None:
+    """h(X_a), h(X_b), h(X_a, X_b) from the manifest; for a store made without ``--entropy-samples``,
+    ``samples`` > 0 computes them now the same way (flow log-dets on that many samples; not written back)."""
     man = read_manifest(path)
     rec = {tuple(r.nodes): r.nats for r in man.image_entropies}
+    if not rec and samples > 0 and any(m.flow is not None for m in man.modalities):
+        from mi_datagen.store.reopen import job_for_store
+
+        job, _ = job_for_store(path, base_dir, entropy_samples=samples)
+        rec = {tuple(r.nodes): r.nats for r in job._image_entropies()}
     if rec:
         return {"a": rec.get((a,)), "b": rec.get((b,)), "ab": rec.get((a, b), rec.get((b, a)))}
     mods = {m.name: m for m in man.modalities}
@@ -45,7 +50,8 @@ def true_entropies(path: str, a: str, b: str) -> dict[str, float] | None:
 
 
 def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), sizes=None, seed: int = 0,
-                  uint8: bool = False, flow_settings: dict | None = None) -> dict:
+                  uint8: bool = False, flow_settings: dict | None = None, base_dir: str | Path = ".",
+                  n_check: int = 8, truth_samples: int = 0) -> dict:
     x, y, truth = load_pair(path, [a], [b])
     n = x.shape[0]
     sizes = sorted(set(int(s) for s in (sizes or [max(n // 8, 64), max(n // 4, 64), max(n // 2, 64), n]) if s <= n))
@@ -71,8 +77,20 @@ def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), size
                                  "time_s": time.perf_counter() - t0})
                 except ValueError as e:  # e.g. too few samples for a covariance: recorded, not raised
                     rows.append({"estimator": est, "n": m, "error": str(e)})
-    return {"store": str(path), "a": a, "b": b, "uint8": uint8, "units": "nats", "truth_mi": truth,
-            "truth_entropies": None if uint8 else true_entropies(str(path), a, b), "rows": rows}
+    truth_h = true_entropies(str(path), a, b, truth_samples, base_dir)
+    res = {"store": str(path), "a": a, "b": b, "uint8": uint8, "units": "nats", "truth_mi": truth,
+           "truth_entropies": truth_h, "rows": rows}
+    if uint8:
+        d = {k: int(np.prod(v.shape[1:])) for k, v in (("a", x), ("b", y))}
+        d["ab"] = d["a"] + d["b"]
+        res["truth_entropies"] = None if truth_h is None or None in truth_h.values() else {
+            k: discrete_entropy_fine(h, d[k]) for k, h in truth_h.items()}
+        res["truth_entropies_note"] = "uint8: fine-quantisation limit H(U) = h(X) + d·log 127.5 (clamping ignored)"
+        q = quantisation_effect(str(path), base_dir, n_check)
+        res["quantisation"] = q
+        res["uint8_model_mi"] = next((r["uint8_model_nats"] for r in q["mi"]
+                                      if {tuple(r["a"]), tuple(r["b"])} == {(a,), (b,)}), None)
+    return res
 
 
 def plot_check(result: dict, out: str | Path) -> Path:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import jvp
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from mi_datagen.flows.ode import SolverConfig, flow_map, step_map
 
@@ -47,10 +48,13 @@ def step_logdet(net, x: torch.Tensor, label, cfg: SolverConfig, n: int, *, terms
     gen = torch.Generator().manual_seed(seed + 7919 * n)
     v = (torch.randint(0, 2, xs.shape, generator=gen) * 2 - 1).to(x)
     w, traces = v, []
-    for _ in range(terms):
-        _, w = jvp(g, (xs,), (w,))
-        w = w.detach()
-        traces.append((v * w).flatten(1).sum(1))
+    # forward-mode AD through attention needs the math kernel (CPU flash attention, which torch picks for
+    # channels-last inputs, has no JVP); it computes the same function, so the Jacobian is the applied map's
+    with sdpa_kernel(SDPBackend.MATH):
+        for _ in range(terms):
+            _, w = jvp(g, (xs,), (w,))
+            w = w.detach()
+            traces.append((v * w).flatten(1).sum(1))
     est = series_from_traces(torch.stack(traces, -1)).reshape(probes, B)
     se = est.std(0, unbiased=True) / probes**0.5 if probes > 1 else torch.zeros(B, dtype=est.dtype)
     return LogDetEstimate(est.mean(0).detach(), se.detach(), terms, probes)

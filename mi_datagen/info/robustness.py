@@ -50,3 +50,25 @@ def perturbed_sem(sem: LinearSEM, deltas: dict[str, float], standardized: dict[s
     new = LinearSEM(tuple(names), kinds, noise, tuple(edges), sem.templates, sem.shape, sem.target,
                     tuple(rename.get(m, m) for m in sem.modalities), sem.template_keys)
     return new, rename
+
+
+def perturbed_mi(sem: LinearSEM, rows, deltas: dict[str, float], standardized: dict[str, bool]) -> list[float | None]:
+    """For each (a, b, given, exact nats) in ``rows``: the MI once every modality m carries input noise of RMS
+    δ_m (``perturbed_sem``). A non-finite δ_m means m could not be inverted at all: MI involving it is 0 (nothing
+    is shown to survive). Rows whose exact value is missing or infinite give None."""
+    import math
+
+    from mi_datagen.info.solver import InfoSolver
+
+    lost = {m for m, d in deltas.items() if not math.isfinite(d)}
+    noisy_sem, rename = perturbed_sem(sem, {m: d for m, d in deltas.items() if m not in lost}, standardized)
+    noisy = InfoSolver(noisy_sem)
+    out: list[float | None] = []
+    for a, b, given, nats in rows:
+        if nats is None or not math.isfinite(nats):
+            out.append(None)
+        elif lost & set(a) | lost & set(b):
+            out.append(0.0)
+        else:
+            out.append(noisy.mi(*[tuple(rename.get(x, x) for x in s) for s in (a, b, given)]))
+    return out

@@ -26,7 +26,7 @@ from mi_datagen.errors import ConfigError, StructureError
 from mi_datagen.flows.certify import certify, require_certified
 from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
 from mi_datagen.flows.ode import flow_map
-from mi_datagen.info.robustness import perturbed_sem
+from mi_datagen.info.robustness import perturbed_mi
 from mi_datagen.info.solver import InfoSolver
 from mi_datagen.sampling import sample_latents
 from mi_datagen.spec.models import GraphSpec
@@ -292,19 +292,11 @@ class Generator:
                 back, src = m.invert(stored, self.device), f"exact inverse of the stored {self.cfg.dtype} values"
             rts[m.name] = roundtrip_record(w[m.name], back, src)
             deltas[m.name] = rts[m.name].abs_rms_max
-        lost = {m for m, d in deltas.items() if not np.isfinite(d)}  # not invertible: nothing is shown to survive
-        sem, rename = perturbed_sem(self.solver.sem, {m: d for m, d in deltas.items() if m not in lost},
-                                    {m.name: m.whitener is not None for m in self.mods})
-        noisy = InfoSolver(sem)
-        intervals = []
-        for r in self.table.mutual_information:
-            p = None
-            if r.nats is not None and np.isfinite(r.nats):
-                sub = [tuple(rename.get(x, x) for x in s) for s in (r.a, r.b, r.given)]
-                p = 0.0 if lost & set(r.a + r.b) else noisy.mi(*sub)
-            lo_hi = (min(r.nats, p), max(r.nats, p)) if p is not None else (None, None)
-            intervals.append(MIIntervalRecord(a=list(r.a), b=list(r.b), given=list(r.given), nats=r.nats,
-                                              nats_perturbed=p, low=lo_hi[0], high=lo_hi[1]))
+        rows = [(r.a, r.b, r.given, r.nats) for r in self.table.mutual_information]
+        perturbed = perturbed_mi(self.solver.sem, rows, deltas, {m.name: m.whitener is not None for m in self.mods})
+        intervals = [MIIntervalRecord(a=list(a), b=list(b), given=list(c), nats=nats, nats_perturbed=p,
+                                      low=None if p is None else min(nats, p), high=None if p is None else max(nats, p))
+                     for (a, b, c, nats), p in zip(rows, perturbed)]
         self.timings["roundtrip"] = time.perf_counter() - t0
         entropies = []
         if self.cfg.entropy_samples > 0:
