@@ -95,3 +95,9 @@ def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, ti
     assert true_entropies(str(out), "X1", "X2") is None  # none recorded, none asked for
     later = true_entropies(str(out), "X1", "X2", samples=4, base_dir=tiny_dir)
     assert later == pytest.approx({"a": rec[("X1",)], "b": rec[("X2",)], "ab": rec[("X1", "X2")]}, rel=1e-12)
+    # recorded in the manifest as generation would have; the store's identity is unchanged
+    from mi_datagen.store.zarr_store import read_manifest
+
+    after = read_manifest(str(out))
+    assert [r.model_dump() for r in after.image_entropies] == [r.model_dump() for r in man.image_entropies]
+    assert true_entropies(str(out), "X1", "X2") == later and after.complete

@@ -27,14 +27,18 @@ LN2 = np.log(2.0)
 
 def true_entropies(path: str, a: str, b: str, samples: int = 0, base_dir: str | Path = ".") -> dict[str, float] | None:
     """h(X_a), h(X_b), h(X_a, X_b) from the manifest; for a store made without ``--entropy-samples``,
-    ``samples`` > 0 computes them now the same way (flow log-dets on that many samples; not written back)."""
+    ``samples`` > 0 computes them now the same way (flow log-dets on that many samples) and records
+    them in the store's manifest, as generation would have."""
     man = read_manifest(path)
     rec = {tuple(r.nodes): r.nats for r in man.image_entropies}
     if not rec and samples > 0 and any(m.flow is not None for m in man.modalities):
         from mi_datagen.store.reopen import job_for_store
+        from mi_datagen.store.zarr_store import write_manifest
 
         job, _ = job_for_store(path, base_dir, entropy_samples=samples)
-        rec = {tuple(r.nodes): r.nats for r in job._image_entropies()}
+        records = job._image_entropies()
+        write_manifest(path, man.model_copy(update={"image_entropies": records}))
+        rec = {tuple(r.nodes): r.nats for r in records}
     if rec:
         return {"a": rec.get((a,)), "b": rec.get((b,)), "ab": rec.get((a, b), rec.get((b, a)))}
     mods = {m.name: m for m in man.modalities}
