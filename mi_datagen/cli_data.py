@@ -169,7 +169,9 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
           threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
           stores: Optional[Path] = typer.Option(None, help="folder for the generated stores (default: the suite's "
                                                            "`stores`, else <out>/stores)"),
-          generate_only: bool = typer.Option(False, "--generate-only", help="only make (or finish) the stores")
+          generate_only: bool = typer.Option(False, "--generate-only", help="only make (or finish) the stores"),
+          existing_only: bool = typer.Option(False, "--existing-only",
+                                             help="run only on datasets whose store is already complete")
           ) -> None:
     """Run estimators × datasets × seeds against the exact MI; report.md, results.csv and plots."""
     import torch
@@ -180,7 +182,8 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
     if threads:
         torch.set_num_threads(threads)
     try:
-        folder = run_suite(suite, out_dir, stores_dir=stores, generate_only=generate_only)
+        folder = run_suite(suite, out_dir, stores_dir=stores, generate_only=generate_only,
+                           existing_only=existing_only)
         if generate_only:
             from mi_datagen.bench.suite import load_suite
 

@@ -152,3 +152,24 @@ def test_generate_only_prepares_a_shared_store_folder(suite_dir):
     runs = load_runs(out)
     assert runs and all(r["store"] == str(store) for r in runs if r["status"] == "ok")
     assert (store / "manifest.json").stat().st_mtime_ns == stamp and not (suite_dir / "outb" / "stores").exists()
+
+
+def test_existing_only_runs_on_complete_stores_and_leaves_the_rest(suite_dir):
+    """--existing-only: datasets without a complete store of this job are left for later (no record),
+    never generated and never recorded as failed; the finished ones run as usual."""
+    two = SUITE.replace("  - spec: plain.yaml\n", "  - spec: plain.yaml\n    seed: 3\n", 1)
+    two = two.replace("datasets:\n", "datasets:\n  - spec: plain.yaml\n    n: 800\n    images: true\n"
+                                     "    pairs: [[[X1], [X2]]]\n    generate: {shard_size: 256, chunk_size: 64, tile: 8}\n")
+    (suite_dir / "two.yaml").write_text(two.replace("seeds: [0, 1]", "seeds: [0]"))
+    out = suite_dir / "out2"
+    run_suite(suite_dir / "two.yaml", out, progress=False, existing_only=True)
+    assert not list((out / "runs").glob("*.json")) and not (out / "stores").exists()
+    run_suite(suite_dir / "two.yaml", out, progress=False, generate_only=True)
+    store = out / "stores" / "plain-n800-s3.zarr"
+    import shutil
+
+    shutil.rmtree(store)  # only the seed-0 dataset is complete now
+    run_suite(suite_dir / "two.yaml", out, progress=False, existing_only=True)
+    runs = load_runs(out)
+    assert runs and {r["store"] for r in runs if r["status"] == "ok"} == {str(out / "stores" / "plain-n800-s0.zarr")}
+    assert not store.exists()

@@ -106,16 +106,31 @@ def _strip_flows(spec):
     return spec.model_copy(update={"modalities": [m.model_copy(update={"flow": None}) for m in spec.modalities]})
 
 
-def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
-    from mi_datagen.store import zarr_store as zs
-    from mi_datagen.store.generate import GenerateConfig
-
-    from mi_datagen.store.generate import Generator
+def _job(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool):
+    """(store path, generation job) of one dataset of a suite."""
+    from mi_datagen.store.generate import GenerateConfig, Generator
 
     spec = member if entry.images else _strip_flows(member)
     path = stores / f"{member.name}{'' if entry.images else '-latents'}-n{entry.n}-s{entry.seed}.zarr"
     cfg = GenerateConfig(n=entry.n, seed=entry.seed, progress=progress, **entry.generate)
-    job = Generator(spec, str(path), cfg, base)
+    return path, Generator(spec, str(path), cfg, base)
+
+
+def _complete_store(entry: DatasetEntry, member, base: Path, stores: Path) -> bool:
+    """Whether this dataset's store is already complete for this very job (nothing would be generated)."""
+    from mi_datagen.store import zarr_store as zs
+
+    path, job = _job(entry, member, base, stores, progress=False)
+    if not zs.has_manifest(str(path)):
+        return False
+    old = zs.read_manifest(str(path))
+    return old.complete and old.generation_key() == job.generation_key()
+
+
+def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
+    from mi_datagen.store import zarr_store as zs
+
+    path, job = _job(entry, member, base, stores, progress)
     resume = overwrite = False
     if zs.has_manifest(str(path)):
         old = zs.read_manifest(str(path))
@@ -127,7 +142,7 @@ def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool
             overwrite = True  # another job (e.g. an older flow checkpoint): regenerate, never mix
     elif zs.exists(str(path)):
         resume = True
-    job.cfg = dataclasses.replace(cfg, resume=resume, overwrite=overwrite)  # same job, now told how to start
+    job.cfg = dataclasses.replace(job.cfg, resume=resume, overwrite=overwrite)  # same job, now told how to start
     job.run()
     return path
 
@@ -137,9 +152,11 @@ def run_id(dataset: str, a, b, estimator: str, seed: int) -> str:
 
 
 def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True,
-              stores_dir: str | Path | None = None, generate_only: bool = False) -> Path:
+              stores_dir: str | Path | None = None, generate_only: bool = False, existing_only: bool = False) -> Path:
     """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots).
-    ``generate_only``: only make (or finish) the suite's stores, with a progress bar per store."""
+    ``generate_only``: only make (or finish) the suite's stores, with a progress bar per store.
+    ``existing_only``: run only on datasets whose store is already complete (e.g. while another process
+    is still generating the rest); the others are left for a later run, not recorded as failed."""
     from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
     from mi_datagen.estimators.data import load_pair
@@ -178,6 +195,9 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
         target = out / "runs" / f"{rid}.json"
         if target.exists() and json.loads(target.read_text()).get("status") == "ok":
             continue
+        if existing_only and member.name not in stores:
+            if not _complete_store(entry, member, path.parent / Path(entry.spec).parent, store_root):
+                continue
         rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
                "kind": kind, "images": entry.images, "n": entry.n, "status": "ok", "error": None}
         t0 = time.perf_counter()
