@@ -242,7 +242,7 @@ def test_cli_generate_then_inspect(tiny_dir, tmp_path):
     runner = CliRunner()
     out = tmp_path / "c.zarr"
     r = runner.invoke(app, ["generate", str(tiny_dir / "tiny.yaml"), "-n", "16", "--out", str(out), "--shard-size", "8",
-                            "--chunk-size", "8", "--workers", "1"])
+                            "--tile", "8", "--chunk-size", "8", "--workers", "1"])
     assert r.exit_code == 0, r.output
     assert "16 samples × 2 modalities (float32), complete, maps certified" in r.output
     assert (tmp_path / "c.zarr.preview.png").stat().st_size > 1000
