@@ -36,7 +36,7 @@ def true_entropies(path: str, a: str, b: str, samples: int = 0, base_dir: str | 
         from mi_datagen.store.zarr_store import write_manifest
 
         job, _ = job_for_store(path, base_dir, entropy_samples=samples)
-        records = job._image_entropies()
+        records = job.image_entropies_estimate()
         write_manifest(path, man.model_copy(update={"image_entropies": records}))
         rec = {tuple(r.nodes): r.nats for r in records}
     if rec:

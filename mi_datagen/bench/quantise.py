@@ -55,7 +55,7 @@ def quantisation_effect(path: str, base_dir: str | Path = ".", n_check: int = 8,
 
     job, man = job_for_store(path, base_dir, device, n_check=n_check)
     g = zarr.open_group(str(path), mode="r")
-    w = job._check_inputs()
+    w = job.check_inputs()
     k = next(iter(w.values())).shape[0]
     mods, deltas = {}, {}
     for m in job.mods:

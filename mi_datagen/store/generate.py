@@ -45,7 +45,7 @@ class GenerateConfig:
     seed: int = 0
     dtype: str = "float32"
     batch_size: int = 64
-    tile: int = 32  # 32-sample tiles: ~10 % faster than 8 on CPU (benchmarks/RESULTS.md)
+    tile: int = 32  # 32-sample tiles ran ~10 % faster than 8 on this CPU (1-thread A/B, issue #3 note)
     shard_size: int = 1024
     chunk_size: int = 16
     latents: bool = False
@@ -124,7 +124,7 @@ class Generator:
         self.certs: dict[str, CertificateRecord] = {}
 
     # --- pieces ---------------------------------------------------------------------------
-    def _check_inputs(self) -> dict[str, np.ndarray]:
+    def check_inputs(self) -> dict[str, np.ndarray]:
         """Flow inputs of the first n_check samples (certification and round trip), computed once per job."""
         if self._w_check is None:
             lat = sample_latents(self.model, self.cfg.seed, 0, min(self.cfg.n_check, self.cfg.n),
@@ -146,7 +146,7 @@ class Generator:
             self.certs[m.name] = cert_record(cert, self.cfg.force, self.cfg.lipschitz)
         self.timings["certify"] = time.perf_counter() - t0
 
-    def _image_entropies(self) -> list[ImageEntropyRecord]:
+    def image_entropies_estimate(self) -> list[ImageEntropyRecord]:
         """h(X_i) and h(X_i, X_j) from the exact latent entropies and per-sample flow log-dets (rank 0)."""
         cfg = self.cfg
         k = min(cfg.entropy_samples, cfg.n)
@@ -202,7 +202,7 @@ class Generator:
 
     def _prepare(self) -> None:
         """Rank 0: certify, then create the store (or check that ``resume`` continues the same job)."""
-        w = self._check_inputs()
+        w = self.check_inputs()
         self._certify(w)
         fresh = self._manifest(np.zeros(self.n_shards, dtype=bool))
         overwrite = self.cfg.overwrite
@@ -280,7 +280,7 @@ class Generator:
         t0 = time.perf_counter()
         g = zarr.open_group(self.out, mode="r+")
         k = min(self.cfg.n_check, self.cfg.n)
-        w = self._check_inputs()
+        w = self.check_inputs()
         rts, deltas = {}, {}
         for m in self.mods:
             stored = np.asarray(g[f"x/{m.name}"][:k])
@@ -301,7 +301,7 @@ class Generator:
         entropies = []
         if self.cfg.entropy_samples > 0:
             t1 = time.perf_counter()
-            entropies = self._image_entropies()
+            entropies = self.image_entropies_estimate()
             self.timings["entropy"] = time.perf_counter() - t1
         man = self._manifest(zs.shards_done(g), intervals, rts, entropies)
         zs.write_manifest(self.out, man, g)

@@ -18,8 +18,8 @@ from mi_datagen.store.zarr_store import StoreError, read_manifest
 def job_for_store(path: str, base_dir: str | Path = ".", device: str = "cpu",
                   n_check: int = 8, entropy_samples: int = 0) -> tuple[Generator, DatasetManifest]:
     """(the store's generation job, its manifest). ``base_dir``: where relative flow paths in the spec
-    resolve (the spec file's folder when the store was made). ``n_check``: samples for ``_check_inputs``;
-    ``entropy_samples``: samples for ``_image_entropies``."""
+    resolve (the spec file's folder when the store was made). ``n_check``: samples for ``check_inputs``;
+    ``entropy_samples``: samples for ``image_entropies_estimate``."""
     man = read_manifest(str(path))
     spec = GraphSpec.model_validate(man.info.spec)
     cfg = GenerateConfig(n=man.n, seed=man.seed, dtype=man.dtype, tile=man.tile, shard_size=man.shard_size,
