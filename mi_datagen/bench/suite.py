@@ -2,8 +2,8 @@
 
 A suite names dataset specs (a sweep gives one dataset per member), the pairs to estimate, the
 estimator settings and the seeds. Datasets are generated through the generation pipeline into
-``<out>/stores`` or the suite's ``stores`` folder (or reused when a complete store of the same job is there; an interrupted one
-is resumed). Every run writes ``<out>/runs/<id>.json``; a run that fails is recorded with its
+``<out>/stores`` or the suite's ``stores`` folder (or reused when a complete store of the same job
+is there; an interrupted one is resumed). Every run writes ``<out>/runs/<id>.json``; a run that fails is recorded with its
 error and the sweep goes on; a finished run is not redone when the suite is run again.
 """
 
@@ -189,6 +189,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
                 rid = run_id(member.name, r.inputs, [r.target], "regression", seed)
                 todo.append((rid, entry, member, r.inputs, [r.target], "regression", r, seed))
     stores: dict[str, Path] = {}
+    ready: dict[str, bool] = {}
     pairs: dict[tuple, tuple] = {}
     bar = tqdm(todo, desc=f"bench {suite.name}", unit="run", disable=not progress)
     for rid, entry, member, a, b, kind, cfg, seed in bar:
@@ -196,7 +197,9 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
         if target.exists() and json.loads(target.read_text()).get("status") == "ok":
             continue
         if existing_only and member.name not in stores:
-            if not _complete_store(entry, member, path.parent / Path(entry.spec).parent, store_root):
+            if member.name not in ready:  # checked once per dataset, not once per run
+                ready[member.name] = _complete_store(entry, member, path.parent / Path(entry.spec).parent, store_root)
+            if not ready[member.name]:
                 continue
         rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
                "kind": kind, "images": entry.images, "n": entry.n, "status": "ok", "error": None}
