@@ -222,7 +222,7 @@ def entropy_check_cmd(
     try:
         res = entropy_check(store, a, b, [e.strip() for e in estimators.split(",") if e.strip()],
                             [int(s) for s in sizes.split(",")] if sizes else None, seed, uint8,
-                            base_dir=base_dir, n_check=n_check, truth_samples=truth_samples)
+                            base_dir=base_dir, n_check=n_check, truth_samples=truth_samples, progress=True)
     except MIDatagenError as e:
         _fail(e)
     truth = res["truth_entropies"] or {}
@@ -231,8 +231,10 @@ def entropy_check_cmd(
     for c in ("estimator", "n", f"H({a})", f"H({b})", "H(joint)", "implied MI", "s"):
         t.add_column(c, justify="left" if c == "estimator" else "right")
     if truth:
-        t.add_row("exact" + (" (fine-quantisation limit)" if uint8 else ""), "", _fmt(truth.get("a")), _fmt(truth.get("b")),
-                  _fmt(truth.get("ab")), _fmt(res["truth_mi"]), "")
+        se = res.get("truth_entropies_stderr") or {}
+        cell = {k: _fmt(truth.get(k)) + (f" ± {se[k]:.0f}" if se.get(k) is not None else "") for k in ("a", "b", "ab")}
+        t.add_row("exact" + (" (fine-quantisation limit)" if uint8 else "") + (" (h ± SE)" if se else ""), "",
+                  cell["a"], cell["b"], cell["ab"], _fmt(res["truth_mi"]), "")
     if uint8:
         t.add_row("8-bit model", "", "", "", "", _fmt(res["uint8_model_mi"]), "")
     for r in res["rows"]:

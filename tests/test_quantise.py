@@ -84,7 +84,7 @@ def test_reopening_a_store_refuses_another_flow_file(flow_store, tiny_dir, tmp_p
 
 def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, tiny_dir, tmp_path):
     """A store made without --entropy-samples gets the same h(X) records as one made with them."""
-    from mi_datagen.bench.entropy_check import true_entropies
+    from mi_datagen.bench.entropy_check import true_entropies, true_entropy_stderrs
 
     out, _ = flow_store
     spec = load_and_expand(tiny_dir / "raw.yaml")[0]
@@ -101,3 +101,8 @@ def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, ti
     after = read_manifest(str(out))
     assert [r.model_dump() for r in after.image_entropies] == [r.model_dump() for r in man.image_entropies]
     assert true_entropies(str(out), "X1", "X2") == later and after.complete
+    # the check reports each estimate's standard error (over 4 samples, so positive)
+    se = {tuple(r.nodes): r.stderr for r in man.image_entropies}
+    assert true_entropy_stderrs(str(out), "X2", "X1") == pytest.approx(
+        {"a": se[("X2",)], "b": se[("X1",)], "ab": se[("X1", "X2")]}, rel=1e-12)
+    assert min(se.values()) > 0

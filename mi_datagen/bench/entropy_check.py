@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from mi_datagen.bench.quantise import discrete_entropy_fine, quantisation_effect, to_uint8
 from mi_datagen.estimators.data import load_pair
@@ -53,16 +54,27 @@ def true_entropies(path: str, a: str, b: str, samples: int = 0, base_dir: str | 
     return None
 
 
+def true_entropy_stderrs(path: str, a: str, b: str) -> dict[str, float] | None:
+    """Standard errors of the manifest's flow-log-det entropy estimates (None where the truth is exact)."""
+    rec = {tuple(r.nodes): r.stderr for r in read_manifest(path).image_entropies}
+    if not rec:
+        return None
+    return {"a": rec.get((a,)), "b": rec.get((b,)), "ab": rec.get((a, b), rec.get((b, a)))}
+
+
 def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), sizes=None, seed: int = 0,
                   uint8: bool = False, flow_settings: dict | None = None, base_dir: str | Path = ".",
-                  n_check: int = 8, truth_samples: int = 0) -> dict:
+                  n_check: int = 8, truth_samples: int = 0, progress: bool = False) -> dict:
     x, y, truth = load_pair(path, [a], [b])
     n = x.shape[0]
     sizes = sorted(set(int(s) for s in (sizes or [max(n // 8, 64), max(n // 4, 64), max(n // 2, 64), n]) if s <= n))
     rows = []
+    fits = [("lzma", m) for m in sizes] if uint8 else [(est, m) for est in estimators for m in sizes]
+    bar = tqdm(fits, desc="entropy-check", unit="fit", disable=not progress)
     if uint8:
         qx, qy = to_uint8(x).reshape(n, -1), to_uint8(y).reshape(n, -1)
-        for m in sizes:
+        for _, m in bar:
+            bar.set_postfix_str(f"lzma n={m}")
             t0 = time.perf_counter()
             ha, hb = compressed_bits(qx[:m]) * LN2, compressed_bits(qy[:m]) * LN2
             hab = compressed_bits(np.concatenate([qx[:m], qy[:m]], axis=1)) * LN2
@@ -70,20 +82,22 @@ def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), size
                          "time_s": time.perf_counter() - t0})
     else:
         fx, fy = x.reshape(n, -1), y.reshape(n, -1)
-        for est in estimators:
+        for est, m in bar:
+            bar.set_postfix_str(f"{est} n={m}")
             kw = (flow_settings or {}) if est == "flow" else {}
-            for m in sizes:
-                t0 = time.perf_counter()
-                try:
-                    ha, hb = entropy_of(fx[:m], est, seed, **kw), entropy_of(fy[:m], est, seed, **kw)
-                    hab = entropy_of(np.concatenate([fx[:m], fy[:m]], axis=1), est, seed, **kw)
-                    rows.append({"estimator": est, "n": m, "h_a": ha, "h_b": hb, "h_ab": hab, "mi": ha + hb - hab,
-                                 "time_s": time.perf_counter() - t0})
-                except ValueError as e:  # e.g. too few samples for a covariance: recorded, not raised
-                    rows.append({"estimator": est, "n": m, "error": str(e)})
+            t0 = time.perf_counter()
+            try:
+                ha, hb = entropy_of(fx[:m], est, seed, **kw), entropy_of(fy[:m], est, seed, **kw)
+                hab = entropy_of(np.concatenate([fx[:m], fy[:m]], axis=1), est, seed, **kw)
+                rows.append({"estimator": est, "n": m, "h_a": ha, "h_b": hb, "h_ab": hab, "mi": ha + hb - hab,
+                             "time_s": time.perf_counter() - t0})
+            except ValueError as e:  # e.g. too few samples for a covariance: recorded, not raised
+                rows.append({"estimator": est, "n": m, "error": str(e)})
+    if truth_samples > 0 and progress:
+        tqdm.write(f"entropy-check: exact entropies from {truth_samples} flow log-dets per modality (if not in the manifest)")
     truth_h = true_entropies(str(path), a, b, truth_samples, base_dir)
     res = {"store": str(path), "a": a, "b": b, "uint8": uint8, "units": "nats", "truth_mi": truth,
-           "truth_entropies": truth_h, "rows": rows}
+           "truth_entropies": truth_h, "truth_entropies_stderr": true_entropy_stderrs(str(path), a, b), "rows": rows}
     if uint8:
         d = {k: int(np.prod(v.shape[1:])) for k, v in (("a", x), ("b", y))}
         d["ab"] = d["a"] + d["b"]
@@ -113,7 +127,13 @@ def plot_check(result: dict, out: str | Path) -> Path:
         t = result["truth_mi"] if k == "mi" else truth.get(k.removeprefix("h_"))
         if t is not None:
             ax.axhline(t, color="k", ls="--", lw=0.8, label="exact" if k == "mi" or not result["uint8"] else None)
+            se = None if k == "mi" else (result.get("truth_entropies_stderr") or {}).get(k.removeprefix("h_"))
+            if se:  # the flow log-det estimate of an exactly defined entropy: ± 1 standard error
+                ax.axhspan(t - se, t + se, color="k", alpha=0.12, lw=0)
+        sizes = sorted({r["n"] for r in result["rows"]})
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [str(n) for n in sizes], fontsize=7)
+        ax.minorticks_off()
         ax.set_xlabel("samples")
         ax.set_title(label + (" (uint8, LZMA)" if result["uint8"] else ""), fontsize=9)
     axes[0].set_ylabel("nats")

@@ -3,6 +3,7 @@ rounded to 8 bits for display only — the store keeps the unclamped floats (and
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,9 @@ def preview_grid(images: dict[str, np.ndarray], theta: np.ndarray | None, out: s
                 ax.set_title(m, fontsize=9)
             if c == 0 and theta is not None:
                 ax.set_ylabel(f"θ={theta[r]:+.2f}", fontsize=8)
-    fig.suptitle(f"{title}\nclamped 8-bit preview;\nthe stored values are unclamped floats", fontsize=8)
+    width = max(24, int(12 * fig.get_figwidth()))  # characters that fit across the figure at 8 pt
+    fig.suptitle("\n".join([*textwrap.wrap(title, width), "clamped 8-bit preview;", "the stored values are unclamped floats"]),
+                 fontsize=8)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
