@@ -206,7 +206,7 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
 def entropy_check_cmd(
     store: str = typer.Argument(..., help="a dataset store"),
     a: str = typer.Option("X1", "--a"), b: str = typer.Option("X2", "--b"),
-    estimators: str = typer.Option("gaussian,kl", help="comma list of gaussian, kl, flow"),
+    estimators: str = typer.Option("gaussian,gaussian-unbiased,kl", help="comma list of gaussian, gaussian-unbiased, kl, flow"),
     sizes: Optional[str] = typer.Option(None, help="comma list of sample sizes (default n/8, n/4, n/2, n)"),
     uint8: bool = typer.Option(False, "--uint8", help="check the clamped 8-bit export with LZMA code lengths"),
     out_dir: Path = typer.Option(Path("out/entropy"), "--out"),
@@ -215,9 +215,15 @@ def entropy_check_cmd(
     n_check: int = typer.Option(8, help="uint8: samples inverted exactly to measure the latent perturbation"),
     truth_samples: int = typer.Option(0, help="a store made without --entropy-samples: compute the exact-entropy "
                                               "estimates now from flow log-dets on this many samples"),
+    threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)"),
 ) -> None:
     """InfoMeter-style check: Ĥ(Xa) + Ĥ(Xb) − Ĥ(Xa,Xb) per estimator and sample size, next to the exact MI."""
+    import torch
+
     from mi_datagen.bench.entropy_check import entropy_check, write_check
+
+    if threads:
+        torch.set_num_threads(threads)
 
     try:
         res = entropy_check(store, a, b, [e.strip() for e in estimators.split(",") if e.strip()],

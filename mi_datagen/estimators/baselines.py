@@ -12,9 +12,21 @@ def _flat(a) -> np.ndarray:
     return a.reshape(a.shape[0], -1)
 
 
-def gaussian_mi(x, y, shrinkage: float = 0.0) -> float:
+def wishart_logdet_bias(n: int, d: int) -> float:
+    """E log|Σ̂| − log|Σ| for the unbiased sample covariance Σ̂ of n Gaussian samples in d < n dimensions:
+    Σ_{i=1..d} ψ((n − i)/2) − d·log((n − 1)/2), whatever Σ is ((n − 1)Σ̂ is Wishart with n − 1 degrees of
+    freedom). Subtracting it gives the unbiased Gaussian entropy (Ahmed & Gokhale, 1989) and MI."""
+    if n <= d:
+        raise ValueError(f"the sample covariance of n = {n} samples in d = {d} dimensions is singular: need n > d")
+    i = np.arange(1, d + 1)
+    return float(np.sum(digamma((n - i) / 2.0)) - d * np.log((n - 1) / 2.0))
+
+
+def gaussian_mi(x, y, shrinkage: float = 0.0, unbiased: bool = False) -> float:
     """½(log|Σ_x| + log|Σ_y| − log|Σ_xy|) from sample covariances — exact for Gaussian data as n → ∞,
-    biased upwards when the dimension is comparable to n (``shrinkage`` blends each Σ towards its diagonal)."""
+    biased upwards when the dimension is comparable to n (``shrinkage`` blends each Σ towards its diagonal).
+    ``unbiased``: subtract each log-det's exact Gaussian sampling bias (``wishart_logdet_bias``), which
+    leaves ½[Σ_{i≤dx} ψ((n−i)/2) − Σ_{dy<i≤dx+dy} ψ((n−i)/2)]: 705.5 nats at n = 10 000, dx = dy = 3072."""
     x, y = _flat(x), _flat(y)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y need the same number of samples, got {x.shape[0]} and {y.shape[0]}")
@@ -32,6 +44,12 @@ def gaussian_mi(x, y, shrinkage: float = 0.0) -> float:
     if not np.isfinite(lxy):
         raise ValueError(f"singular sample covariance (n = {x.shape[0]}, dims {dx} + {y.shape[1]}): "
                          "use more samples than dimensions or shrinkage > 0")
+    if unbiased:
+        if shrinkage:
+            raise ValueError("unbiased applies to the plain sample covariance; use shrinkage = 0 with it")
+        n, dy = x.shape[0], y.shape[1]
+        lx, ly, lxy = (lx - wishart_logdet_bias(n, dx), ly - wishart_logdet_bias(n, dy),
+                       lxy - wishart_logdet_bias(n, dx + dy))
     return float(0.5 * (lx + ly - lxy))
 
 

@@ -1,6 +1,7 @@
 """Differential entropy estimators (nats), for InfoMeter-style checks Ĥ(X) + Ĥ(Y) − Ĥ(X, Y) (issue 6).
 
-* ``gaussian_entropy``: ½ log((2πe)^d |Σ̂|) from the sample covariance (exact for Gaussians as n → ∞).
+* ``gaussian_entropy``: ½ log((2πe)^d |Σ̂|) from the sample covariance (exact for Gaussians as n → ∞);
+  ``unbiased=True`` (estimator ``gaussian-unbiased``) removes log|Σ̂|'s exact Gaussian sampling bias.
 * ``kl_entropy``: Kozachenko–Leonenko k-nearest-neighbour estimator (Euclidean balls).
 * ``flow_entropy``: the held-out code length −E log p̂(x) of a density model learnt by maximum
   likelihood — a masked autoregressive flow from zuko (a maintained normalizing-flow library).
@@ -19,6 +20,8 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
+from mi_datagen.estimators.baselines import wishart_logdet_bias
+
 LOG_2PIE = math.log(2 * math.pi * math.e)
 
 
@@ -27,12 +30,16 @@ def _flat(x) -> np.ndarray:
     return x.reshape(x.shape[0], -1)
 
 
-def gaussian_entropy(x) -> float:
+def gaussian_entropy(x, unbiased: bool = False) -> float:
+    """½ log((2πe)^d |Σ̂|); ``unbiased`` removes the exact sampling bias of log|Σ̂| for Gaussian data."""
     x = _flat(x)
+    n, d = x.shape
+    if n <= d:  # rank ≤ n − 1 < d: the log-det is −∞ (or rounding noise, whatever its sign)
+        raise ValueError(f"singular sample covariance (n = {n}, d = {d}): need n > d")
     sign, logdet = np.linalg.slogdet(np.atleast_2d(np.cov(x, rowvar=False)))
     if sign <= 0:
-        raise ValueError(f"singular sample covariance (n = {x.shape[0]}, d = {x.shape[1]}): need n > d")
-    return float(0.5 * (x.shape[1] * LOG_2PIE + logdet))
+        raise ValueError(f"singular sample covariance (n = {n}, d = {d}): need n > d and no collinear columns")
+    return float(0.5 * (d * LOG_2PIE + logdet - (wishart_logdet_bias(n, d) if unbiased else 0.0)))
 
 
 def _knn_distance(x: np.ndarray, k: int) -> np.ndarray:
@@ -75,9 +82,10 @@ class EntropyResult:
 
 def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, transforms: int = 3,
                  hidden: tuple[int, ...] = (64, 64), test_fraction: float = 0.2, val_fraction: float = 0.1,
-                 evals: int = 20) -> EntropyResult:
+                 evals: int = 20, progress: bool = False) -> EntropyResult:
     """Held-out −E log p̂(x) of a zuko MAF (the model chosen on a validation split), with its standard error."""
     import zuko
+    from tqdm import tqdm
 
     from mi_datagen.estimators.data import split_standardise
 
@@ -98,7 +106,8 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
             return torch.cat([-flow().log_prob(z[rows[i:i + 4096]]) for i in range(0, len(rows), 4096)])
 
     best, curve = (math.inf, None), []
-    for step in range(1, steps + 1):
+    for step in tqdm(range(1, steps + 1), desc=f"MAF on {z.shape[1]} dims", unit="step", leave=False,
+                     disable=not progress):
         idx = train[torch.randint(len(train), (batch_size,), generator=gen)]
         loss = -flow().log_prob(z[idx]).mean()
         if not torch.isfinite(loss):
@@ -128,13 +137,13 @@ def compressed_bits(u8: np.ndarray) -> float:
 
 def entropy_of(x, estimator: str, seed: int = 0, **settings) -> float:
     """Ĥ(x) in nats by ``estimator`` (gaussian | kl | flow)."""
-    if estimator == "gaussian":
-        return gaussian_entropy(x)
+    if estimator in ("gaussian", "gaussian-unbiased"):
+        return gaussian_entropy(x, unbiased=estimator == "gaussian-unbiased")
     if estimator == "kl":
         return kl_entropy(x, **settings)
     if estimator == "flow":
         return flow_entropy(x, seed=seed, **settings).nats
-    raise ValueError(f"unknown entropy estimator {estimator!r}; choose gaussian, kl or flow")
+    raise ValueError(f"unknown entropy estimator {estimator!r}; choose gaussian, gaussian-unbiased, kl or flow")
 
 
 def entropy_difference_mi(x, y, estimator: str, seed: int = 0, **settings) -> tuple[float, float, float, float]:

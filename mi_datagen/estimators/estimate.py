@@ -52,7 +52,9 @@ class Settings:
     device: str = "cpu"
     k: int = 3  # KSG neighbours
     shrinkage: float = 0.0  # Gaussian baseline
-    entropy: str = "flow"  # entropy-diff: Ĥ(X) + Ĥ(Y) − Ĥ(X,Y) with this entropy estimator (gaussian | kl | flow)
+    unbiased: bool = False  # Gaussian baseline: remove the log-dets' exact Gaussian sampling bias
+    entropy: str = "flow"  # entropy-diff: Ĥ(X) + Ĥ(Y) − Ĥ(X,Y) with this entropy estimator
+    #                        (gaussian | gaussian-unbiased | kl | flow)
 
     @classmethod
     def make(cls, **kw) -> "Settings":
@@ -125,7 +127,7 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
     gen = torch.Generator().manual_seed(seed)
     train, test = _split(x.shape[0], s.test_fraction, gen)
     if method in ("gaussian", "ksg"):
-        value = gaussian_mi(x, y, s.shrinkage) if method == "gaussian" else ksg_mi(x, y, s.k)
+        value = gaussian_mi(x, y, s.shrinkage, s.unbiased) if method == "gaussian" else ksg_mi(x, y, s.k)
         return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
                               "closed form on all samples (no training, no split)")
     if method == "entropy-diff":
