@@ -171,7 +171,9 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
                                                            "`stores`, else <out>/stores)"),
           generate_only: bool = typer.Option(False, "--generate-only", help="only make (or finish) the stores"),
           existing_only: bool = typer.Option(False, "--existing-only",
-                                             help="run only on datasets whose store is already complete")
+                                             help="run only on datasets whose store is already complete"),
+          datasets: Optional[str] = typer.Option(None, help="comma list: only these datasets, in this order (full "
+                                                            "names or suffixes such as 00,09,05)")
           ) -> None:
     """Run estimators × datasets × seeds against the exact MI; report.md, results.csv and plots."""
     import torch
@@ -183,7 +185,8 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
         torch.set_num_threads(threads)
     try:
         folder = run_suite(suite, out_dir, stores_dir=stores, generate_only=generate_only,
-                           existing_only=existing_only)
+                           existing_only=existing_only,
+                           datasets=[d.strip() for d in datasets.split(",") if d.strip()] if datasets else None)
         if generate_only:
             from mi_datagen.bench.suite import load_suite
 

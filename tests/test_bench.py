@@ -71,7 +71,11 @@ def test_tiny_suite_runs_records_failures_and_aggregates(suite_dir):
     assert len(rows) == len(runs) and {r["status"] for r in rows} == {"ok", "failed"}
     report = (out / "report.md").read_text()
     assert "| NWJ | nwj | 4 | 0 |" in report and "0.996 / 0.085" in report and "## Failed runs" in report
-    assert "## θ-regression" in report
+    assert "## θ-regression" in report and "runs on 1 dataset (" in report
+    # the per-dataset table: one row per (dataset, pair), the mean over seeds per estimator
+    row = next(line for line in report.splitlines() if line.startswith("| plain | X1; X2 |"))
+    xy = [r for r in nwj if r["a"] == ["X1"]]
+    assert f"| {xy[0]['truth']:.3f} |" in row and f"| {np.mean([r['estimate'] for r in xy]):.3f} |" in row
     for png in ("estimate_vs_truth.png", "training_curves.png", "regression.png"):
         assert (out / png).stat().st_size > 1000
     reg = [r for r in runs if r["kind"] == "regression"]
@@ -173,3 +177,30 @@ def test_existing_only_runs_on_complete_stores_and_leaves_the_rest(suite_dir):
     runs = load_runs(out)
     assert runs and {r["store"] for r in runs if r["status"] == "ok"} == {str(out / "stores" / "plain-n800-s0.zarr")}
     assert not store.exists()
+
+
+def test_datasets_selects_by_name_or_suffix_in_the_given_order():
+    from types import SimpleNamespace
+
+    from mi_datagen.bench.suite import select
+
+    jobs = [(None, SimpleNamespace(name=f"sweep_{i:02d}")) for i in range(4)]
+    assert [m.name for _, m in select(jobs, ["03", "sweep_00", "03"])] == ["sweep_03", "sweep_00"]
+    assert select(jobs, None) == jobs
+    with pytest.raises(SpecError, match=r"'07' names no dataset of this suite.*sweep_00.*suffixes"):
+        select(jobs, ["07"])
+
+
+def test_bench_datasets_option_runs_only_the_named_ones(suite_dir):
+    """`bench --datasets`: an unknown name is refused before anything runs; a known one runs."""
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+
+    (suite_dir / "one.yaml").write_text(SUITE.replace("seeds: [0, 1]", "seeds: [0]"))
+    r = CliRunner().invoke(app, ["bench", str(suite_dir / "one.yaml"), "--out", str(suite_dir / "o"),
+                                 "--datasets", "other"])
+    assert r.exit_code != 0 and "'other' names no dataset of this suite" in r.output
+    assert not (suite_dir / "o" / "stores").exists()
+    out = run_suite(suite_dir / "one.yaml", suite_dir / "o", progress=False, datasets=["plain"])
+    assert {r["dataset"] for r in load_runs(out)} == {"plain"}

@@ -58,8 +58,10 @@ def write_report(out: Path, suite) -> Path:
             w.writerow({**r, "a": "+".join(r["a"]), "b": "+".join(r["b"])})
     summary = summarise(runs)
     ref = getattr(suite, "reference", {}) or {}
+    k = len({r["dataset"] for r in runs})
     lines = [f"# Suite `{suite.name}`", "", suite.description, "",
-             f"{len(runs)} runs ({sum(r['status'] != 'ok' for r in runs)} failed). Estimates are held-out, in nats; "
+             f"{len(runs)} runs on {k} dataset{'' if k == 1 else 's'} "
+             f"({sum(r['status'] != 'ok' for r in runs)} failed). Estimates are held-out, in nats; "
              "bias and RMSE against the exact MI from each store's manifest; std over seeds, averaged over datasets; "
              "r = Pearson correlation of estimate with truth over all runs.", ""]
     if summary:
@@ -75,6 +77,7 @@ def write_report(out: Path, suite) -> Path:
                     "yes" if s["corr"] >= 0.99 and s["rmse"] <= r[1] else "no")
                 row += f" {'—' if r is None else f'{r[0]:.3f} / {r[1]:.3f}'} | {met} |"
             lines.append(row)
+    lines += _per_dataset(runs)
     reg = [r for r in runs if r.get("kind") == "regression" and r["status"] == "ok"]
     if reg:
         lines += ["", "## θ-regression", "", "| dataset | I(θ; input) | test RMSE | Bayes floor σ_θ·e^(−I) | seeds |",
@@ -90,6 +93,26 @@ def write_report(out: Path, suite) -> Path:
     (out / "report.md").write_text("\n".join(lines))
     _plots(out, runs, reg)
     return out / "report.md"
+
+
+def _per_dataset(runs: list[dict]) -> list[str]:
+    """Held-out estimate per dataset (rows, by truth) and estimator (columns), mean over seeds."""
+    ok = [r for r in runs if r["status"] == "ok" and r.get("kind", "estimate") == "estimate"]
+    names = list(dict.fromkeys(r["estimator"] for r in ok))
+    if not names:
+        return []
+    cells: dict[tuple, list[float]] = defaultdict(list)
+    truth: dict[tuple, float] = {}
+    for r in ok:
+        row = (r["dataset"], "+".join(r["a"]), "+".join(r["b"]))
+        cells[row + (r["estimator"],)].append(r["estimate"])
+        truth[row] = r["truth"]
+    lines = ["", "## Estimates per dataset (held-out, nats; mean over seeds)", "",
+             "| dataset | pair | truth | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for row in sorted(truth, key=lambda k: (k[1], k[2], truth[k])):
+        vals = [_fmt(float(np.mean(cells[row + (n,)]))) if cells.get(row + (n,)) else "—" for n in names]
+        lines.append(f"| {row[0]} | {row[1]}; {row[2]} | {truth[row]:.3f} | " + " | ".join(vals) + " |")
+    return lines
 
 
 def _group(runs: list[dict]) -> dict[str, list[dict]]:

@@ -151,12 +151,30 @@ def run_id(dataset: str, a, b, estimator: str, seed: int) -> str:
     return f"{dataset}__{'+'.join(a)}-{'+'.join(b)}__{estimator}__s{seed}"
 
 
+def select(jobs: list[tuple], names: list[str] | None) -> list[tuple]:
+    """The (entry, member) jobs named in ``names``, in that order. A name is a dataset's full name or its
+    suffix after the last "_" (``05`` for ``two_modalities_sweep_05``); None selects every job."""
+    if names is None:
+        return jobs
+    chosen = []
+    for name in names:
+        hits = [j for j in jobs if j[1].name == name or j[1].name.rsplit("_", 1)[-1] == name]
+        if not hits:
+            raise SpecError(f"datasets: {name!r} names no dataset of this suite; its datasets are "
+                            f"{[m.name for _, m in jobs]} (give full names or their suffixes, e.g. 05)")
+        chosen += [j for j in hits if j not in chosen]
+    return chosen
+
+
 def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True,
-              stores_dir: str | Path | None = None, generate_only: bool = False, existing_only: bool = False) -> Path:
+              stores_dir: str | Path | None = None, generate_only: bool = False, existing_only: bool = False,
+              datasets: list[str] | None = None) -> Path:
     """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots).
     ``generate_only``: only make (or finish) the suite's stores, with a progress bar per store.
     ``existing_only``: run only on datasets whose store is already complete (e.g. while another process
-    is still generating the rest); the others are left for a later run, not recorded as failed."""
+    is still generating the rest); the others are left for a later run, not recorded as failed.
+    ``datasets``: run (or generate) only these datasets, in this order (see :func:`select`); the report
+    still aggregates every finished run in the output folder."""
     from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
     from mi_datagen.estimators.data import load_pair
@@ -173,6 +191,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     for entry in suite.datasets:
         for member in load_and_expand(path.parent / entry.spec):
             jobs.append((entry, member))
+    jobs = select(jobs, datasets)
     if generate_only:
         for entry, member in jobs:
             _store(entry, member, path.parent / Path(entry.spec).parent, store_root, progress=progress)
