@@ -209,7 +209,8 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
 def entropy_check_cmd(
     store: str = typer.Argument(..., help="a dataset store"),
     a: str = typer.Option("X1", "--a"), b: str = typer.Option("X2", "--b"),
-    estimators: str = typer.Option("gaussian,gaussian-unbiased,kl", help="comma list of gaussian, gaussian-unbiased, kl, flow"),
+    estimators: str = typer.Option("gaussian,gaussian-unbiased,kl",
+                                   help="comma list of gaussian, gaussian-unbiased, kl, flow, flow-white"),
     sizes: Optional[str] = typer.Option(None, help="comma list of sample sizes (default n/8, n/4, n/2, n)"),
     uint8: bool = typer.Option(False, "--uint8", help="check the clamped 8-bit export with LZMA code lengths"),
     out_dir: Path = typer.Option(Path("out/entropy"), "--out"),

@@ -80,6 +80,13 @@ def test_tiny_suite_runs_records_failures_and_aggregates(suite_dir):
         assert (out / png).stat().st_size > 1000
     reg = [r for r in runs if r["kind"] == "regression"]
     assert all(r["status"] == "ok" and r["estimate"] >= 0 and r["floor"] > 0 for r in reg)
+    # runs moved elsewhere: the report leaves no stale plot behind
+    from mi_datagen.bench.report import write_report
+
+    for f in (out / "runs").glob("*.json"):
+        f.unlink()
+    write_report(out, load_suite(suite_dir / "tiny.yaml"))
+    assert not list(out.glob("*.png")) and "0 runs on 0 datasets" in (out / "report.md").read_text()
 
 
 def test_rerun_skips_finished_runs_and_retries_failed(suite_dir):
@@ -204,3 +211,25 @@ def test_bench_datasets_option_runs_only_the_named_ones(suite_dir):
     assert not (suite_dir / "o" / "stores").exists()
     out = run_suite(suite_dir / "one.yaml", suite_dir / "o", progress=False, datasets=["plain"])
     assert {r["dataset"] for r in load_runs(out)} == {"plain"}
+
+
+def test_shipped_suites_load_and_their_datasets_expand():
+    """Every suite in benchmarks/suites validates and names specs that expand; table1 is the sweep as DESIGN
+    §3.1 writes it (unstandardised), table1-standardised the standardised one, on the same ten MI levels."""
+    from pathlib import Path
+
+    from mi_datagen.api import load_and_expand
+
+    root = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+    members = {}
+    for path in sorted(root.glob("*.yaml")):
+        suite = load_suite(path)
+        members[suite.name] = [m for e in suite.datasets for m in load_and_expand(path.parent / e.spec)]
+        assert members[suite.name], path
+    assert {"table1", "table1-standardised", "theta-regression", "latents", "latents-ci", "multimodal"} <= set(members)
+    raw, std = members["table1"], members["table1-standardised"]
+    assert len(raw) == len(std) == 10
+    assert not any(x.standardize for m in raw for x in m.modalities)
+    assert all(x.standardize for m in std for x in m.modalities)
+    assert [m.parameters for m in raw] == [m.parameters for m in std]
+    assert [m.name for m in members["theta-regression"]] == [m.name for m in raw]

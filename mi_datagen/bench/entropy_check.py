@@ -84,7 +84,7 @@ def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), size
         fx, fy = x.reshape(n, -1), y.reshape(n, -1)
         for est, m in bar:
             bar.set_postfix_str(f"{est} n={m}")
-            kw = {"progress": progress, **(flow_settings or {})} if est == "flow" else {}
+            kw = {"progress": progress, **(flow_settings or {})} if est.startswith("flow") else {}
             t0 = time.perf_counter()
             try:
                 ha, hb = entropy_of(fx[:m], est, seed, **kw), entropy_of(fy[:m], est, seed, **kw)

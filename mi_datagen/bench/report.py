@@ -141,6 +141,9 @@ def _plots(out: Path, runs: list[dict], reg: list[dict]) -> None:
     ok = [r for r in runs if r["status"] == "ok" and r.get("kind", "estimate") == "estimate"
           and r.get("truth") is not None and math.isfinite(r["truth"])]
     names = list(dict.fromkeys(r["estimator"] for r in ok))
+    for stale, keep in (("estimate_vs_truth.png", names), ("training_curves.png", names), ("regression.png", reg)):
+        if not keep:  # no runs for it (any more): no plot, rather than an old one
+            (out / stale).unlink(missing_ok=True)
     if names:
         cols = min(4, len(names))
         rows = -(-len(names) // cols)

@@ -47,9 +47,17 @@ def render_spec(path: Path, max_rows: int = 40) -> str:
     return "\n".join(out)
 
 
+def _is_sweep(path: Path) -> bool:
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    return isinstance(data, dict) and "sweep" in data
+
+
 def render_all(spec_dir: Path) -> str:
-    parts = [render_spec(p) for p in sorted(spec_dir.glob("*.yaml")) if not p.name.endswith("_sweep.yaml")]
-    sweeps = [render_sweep(p) for p in sorted(spec_dir.glob("*_sweep.yaml"))]
+    files = sorted(spec_dir.glob("*.yaml"))
+    parts = [render_spec(p) for p in files if not _is_sweep(p)]
+    sweeps = [render_sweep(p) for p in files if _is_sweep(p)]
     return "\n".join(parts + sweeps)
 
 

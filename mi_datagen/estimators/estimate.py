@@ -54,7 +54,7 @@ class Settings:
     shrinkage: float = 0.0  # Gaussian baseline
     unbiased: bool = False  # Gaussian baseline: remove the log-dets' exact Gaussian sampling bias
     entropy: str = "flow"  # entropy-diff: Ĥ(X) + Ĥ(Y) − Ĥ(X,Y) with this entropy estimator
-    #                        (gaussian | gaussian-unbiased | kl | flow)
+    #                        (gaussian | gaussian-unbiased | kl | flow | flow-white)
 
     @classmethod
     def make(cls, **kw) -> "Settings":
@@ -133,7 +133,7 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
     if method == "entropy-diff":
         from mi_datagen.estimators.entropy import entropy_difference_mi
 
-        extra = {"steps": s.steps, "test_fraction": s.test_fraction} if s.entropy == "flow" else (
+        extra = {"steps": s.steps, "test_fraction": s.test_fraction} if s.entropy.startswith("flow") else (
             {"k": s.k} if s.entropy == "kl" else {})
         value, hx, hy, hxy = entropy_difference_mi(x.numpy(), y.numpy(), s.entropy, seed, **extra)
         return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
