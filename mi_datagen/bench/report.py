@@ -88,10 +88,11 @@ def write_report(out: Path, suite) -> Path:
     failed = [r for r in runs if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- `{r['id']}`: {r['error']}" for r in failed]
-    lines += ["", "Plots: `estimate_vs_truth.png`, `training_curves.png`"
-              + (", `regression.png`" if reg else "") + ". Per-run records: `runs/*.json`; all runs: `results.csv`.", ""]
-    (out / "report.md").write_text("\n".join(lines))
     _plots(out, runs, reg)
+    plots = [p for p in ("estimate_vs_truth.png", "training_curves.png", "regression.png") if (out / p).exists()]
+    lines += ["", (f"Plots: {', '.join(f'`{p}`' for p in plots)}. " if plots else "")
+              + "Per-run records: `runs/*.json`; all runs: `results.csv`.", ""]
+    (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
 
 
