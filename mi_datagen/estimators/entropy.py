@@ -89,10 +89,9 @@ SHRINKAGE = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 def _whiten(z: torch.Tensor, train, val) -> tuple[torch.Tensor, float, float]:
     """z ↦ L⁻¹z with L = chol((1−λ)Ĉ + λI), Ĉ the training covariance of the standardised z and λ the
     shrinkage of least held-out Gaussian code length on ``val``. Returns (L⁻¹z, log|det L|, λ)."""
-    zt = z[train].double()
-    c = torch.cov(zt.T)
+    c = torch.cov(z[train].double().T)
     eye = torch.eye(c.shape[0], dtype=torch.float64)
-    best = (math.inf, None, None)
+    best = (math.inf, None, None, None)
     for lam in SHRINKAGE:
         chol, info = torch.linalg.cholesky_ex((1 - lam) * c + lam * eye)
         if int(info) != 0:  # not positive definite (e.g. n ≤ d without shrinkage)
@@ -101,10 +100,10 @@ def _whiten(z: torch.Tensor, train, val) -> tuple[torch.Tensor, float, float]:
         logdet = float(torch.log(torch.diagonal(chol)).sum())
         code = 0.5 * float((w * w).sum(0).mean()) + logdet + 0.5 * c.shape[0] * math.log(2 * math.pi)
         if code < best[0]:
-            best = (code, chol, lam)
-    _, chol, lam = best
+            best = (code, chol, logdet, lam)
+    _, chol, logdet, lam = best
     w = torch.linalg.solve_triangular(chol, z.double().T, upper=False).T
-    return w.to(z.dtype), float(torch.log(torch.diagonal(chol)).sum()), float(lam)
+    return w.to(z.dtype), logdet, float(lam)
 
 
 def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr: float = 1e-3, transforms: int = 3,
