@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Union
 
+from mi_datagen.errors import SpecError
 from mi_datagen.info.solver import InfoSolver, Method
 from mi_datagen.info.table import InfoTable, info_table
 from mi_datagen.info.target import solve_monotone
 from mi_datagen.model.compile import compile_spec
 from mi_datagen.model.sem import LinearSEM
 from mi_datagen.spec.families import CanonicalFamily, DecayFamily
-from mi_datagen.spec.io import load_spec
+from mi_datagen.spec.io import load_specs
 from mi_datagen.spec.models import GraphSpec, QuantitySpec
 
 SpecLike = Union[GraphSpec, CanonicalFamily, DecayFamily]
@@ -69,7 +70,49 @@ def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
 
 
 def load_and_expand(path: str | Path) -> list[GraphSpec]:
-    return expand(load_spec(path), Path(path).parent)
+    """The explicit specs of a spec file (every YAML document of it, each expanded), in order.
+
+    ``path`` may also name a shipped example (``two_modalities``; see ``mi_datagen.assets``)."""
+    path = resolve_spec_path(path)
+    members = [g for s in load_specs(path) for g in expand(s, path.parent)]
+    names = [g.name for g in members]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpecError(f"{path}: spec names {dup} appear more than once; every member of a file needs its own name")
+    return members
+
+
+def select_member(members: list[GraphSpec], member: str | int | None) -> list[GraphSpec]:
+    """All members, or the one named ``member`` (a name, a name suffix such as ``05``, or a 0-based index)."""
+    if member is None:
+        return members
+    names = [g.name for g in members]
+    if isinstance(member, int) or (isinstance(member, str) and member.isdigit() and member not in names
+                                   and not any(n.endswith(f"_{member}") for n in names)):
+        i = int(member)
+        if not 0 <= i < len(members):
+            raise SpecError(f"member {i}: out of range; the file has {len(members)} member(s), 0..{len(members) - 1}")
+        return [members[i]]
+    hits = [g for g in members if g.name == member] or [g for g in members if g.name.endswith(f"_{member}")]
+    if len(hits) != 1:
+        raise SpecError(f"member {member!r}: {'ambiguous' if hits else 'no such member'}; members: {names}")
+    return hits
+
+
+def resolve_spec_path(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else the shipped example of that name (``two_modalities``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    from mi_datagen.assets import example_spec
+
+    found = example_spec(str(path))
+    if found is None:
+        from mi_datagen.assets import example_names
+
+        raise SpecError(f"{p}: spec file not found, and no shipped example has that name (examples: "
+                        f"{', '.join(example_names())})")
+    return found
 
 
 def compile_graph(graph: GraphSpec, base_dir: str | Path = ".") -> LinearSEM:
@@ -85,3 +128,107 @@ def table_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "au
     solver = solver_for(graph, base_dir, method)
     extra = [(q.a, q.b, q.given) for q in graph.report]
     return info_table(solver, graph.target, graph.modality_names, extra, conditionals=conditionals)
+
+
+def members_out(out: str | Path, names: list[str], single: bool) -> list[str]:
+    """Store paths for the members: ``out`` itself for one store, ``out/<member>.zarr`` for several."""
+    if single:
+        return [str(out)]
+    return [f"{str(out).rstrip('/')}/{n}.zarr" for n in names]
+
+
+def generate(spec: str | Path | SpecLike, out: str | Path, n: int, *, member: str | int | None = None,
+             base_dir: str | Path | None = None, workers: int = 0, on_store=None, **options):
+    """Generate datasets: a spec file, a shipped example name, or a spec object (one spec, a family, a sweep)
+    into ``out`` — one store, or one per sweep member under ``out/`` (``member`` picks one of them).
+
+    ``options`` are ``GenerateConfig`` fields (seed, dtype, batch_size, tile, shard_size, chunk_size,
+    latents, pmi, device, threads, n_check, entropy_samples, lipschitz, force, resume, overwrite,
+    progress, command). ``workers`` = 0 picks one worker process per core on CPU (1 under torchrun or
+    on a GPU). ``on_store(path, manifest)`` is called after each store. Returns [(path, manifest)] on
+    rank 0 (an empty list on the other ranks of a torchrun job).
+    """
+    from mi_datagen.errors import require
+
+    require("torch")
+    require("zarr")
+    import os
+
+    from mi_datagen.store import distributed as D
+    from mi_datagen.store.config import GenerateConfig
+    from mi_datagen.store.writer import write_store
+
+    device = options.get("device", "cpu")
+    check_device(device)
+    if isinstance(spec, (str, Path)):
+        path = resolve_spec_path(spec)
+        members, base = load_and_expand(path), Path(path).parent
+    else:
+        members, base = expand(spec, base_dir or "."), Path(base_dir or ".")
+    base = Path(base_dir) if base_dir is not None else base
+    chosen = select_member(members, member)
+    outs = members_out(out, [g.name for g in chosen], single=len(chosen) == 1)
+    rank, world = D.init_from_env(device)
+    threads = options.get("threads", 1)
+    if workers == 0:
+        workers = max(1, (os.cpu_count() or 1) // threads) if world == 1 and device == "cpu" else 1
+    options.setdefault("progress", rank == 0)
+    results = []
+    try:
+        for g, p in zip(chosen, outs):
+            man = write_store(g, p, GenerateConfig(n=n, workers=workers, **options), base)
+            if man is not None:
+                results.append((p, man))
+                if on_store is not None:
+                    on_store(p, man)
+    finally:
+        D.shutdown()
+    return results
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, in one line (before any work)."""
+    from mi_datagen.errors import DeviceError
+
+    if device == "cpu":
+        return
+    if not (device == "cuda" or device.startswith("cuda:")):
+        raise DeviceError(f"device: {device!r} is not supported; use 'cpu' or 'cuda' (or 'cuda:N')")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device: {device!r} was asked for, but torch finds no CUDA GPU on this machine "
+                          f"(torch {torch.__version__}); use --device cpu")
+
+
+def check_flows(graph: GraphSpec, base_dir: str | Path = ".") -> str:
+    """Check that every modality's flow resolves (a registered name or a file) and has the modality's class.
+
+    Raises SpecError naming the field; returns a one-line note (which flows, or why they were not checked)."""
+    refs = [(i, m) for i, m in enumerate(graph.modalities) if m.flow is not None]
+    if not refs:
+        return "no flows (identity maps)"
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "flows not checked: torch is not installed (pip install 'mi-datagen[torch]')"
+    from mi_datagen.errors import CheckpointError
+    from mi_datagen.store.modality import resolve_flow
+
+    loaded: dict = {}
+    for i, m in refs:
+        ref = m.flow.checkpoint
+        if ref not in loaded:
+            try:
+                loaded[ref] = resolve_flow(ref, Path(base_dir), "cpu")
+            except CheckpointError as e:
+                raise SpecError(f"modalities[{i}].flow.checkpoint: {e}") from None
+        flow = loaded[ref]
+        try:
+            flow.label_index(m.flow.label)
+        except SpecError as e:
+            raise SpecError(f"modalities[{i}].flow.label: {e}") from None
+        if flow.shape != tuple(graph.shape):
+            raise SpecError(f"modalities[{i}].flow: {ref!r} maps images of shape {list(flow.shape)}, but the spec's "
+                            f"shape is {list(graph.shape)}; use a flow trained at that size")
+    return "flows: " + ", ".join(f"{r} ({loaded[r].path.name}, sha256 {loaded[r].sha256[:10]}…)" for r in loaded)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mi_datagen.bench.report import summarise, load_runs
+from mi_datagen.bench.report import load_runs, summarise
 from mi_datagen.bench.suite import load_suite, run_suite
 from mi_datagen.errors import SpecError
 

@@ -77,10 +77,10 @@ def test_dataset_contract(plain):
     ds = MIDataset(str(out), with_latents=True, with_pmi=True)
     assert len(ds) == 4000 and "plain" in repr(ds)
     s = ds[5]
-    assert set(s) == {"index", "X1", "X2", "theta", "latents/X1", "latents/X2",
-                      "pmi/theta;X1", "pmi/theta;X2", "pmi/theta;X1+X2", "pmi/X1;X2"}
+    assert set(s) == {"index", "X1", "X2", "theta", "z/X1", "z/X2",
+                      "pmi/theta__X1", "pmi/theta__X2", "pmi/theta__X1+X2", "pmi/X1__X2"}
     assert s["X1"].shape == (1, 2, 2) and s["X1"].dtype == torch.float32 and s["theta"].dtype == torch.float32
-    assert s["pmi/X1;X2"].dtype == torch.float64 and s["index"] == 5
+    assert s["pmi/X1__X2"].dtype == torch.float64 and s["index"] == 5
     g = zarr.open_group(str(out), mode="r")
     np.testing.assert_array_equal(s["X2"].numpy(), np.asarray(g["x/X2"][5]))
     idx = [3999, 0, 700, 5, 700]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from mi_datagen.errors import SpecError
 from mi_datagen.flows.certify import CertificationError, certify, invert, require_certified
 from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mi_datagen.flows.data import load_images
@@ -68,7 +69,7 @@ def test_training_reduces_loss_and_resume_is_exact(folder, tmp_path):
     cfg = TrainConfig(steps=120, batch_size=16, lr=2e-3, warmup=10, checkpoint_every=60, sample_every=0, seed=3)
     ck = train(data, tmp_path / "a", TINY, cfg, quiet=True)
     state = load_checkpoint(ck)
-    losses = [l for _, l in state["losses"]]
+    losses = [v for _, v in state["losses"]]
     assert state["step"] == 120 and losses[-1] < 0.8 * losses[0], losses
     # the same run, interrupted at step 60 and resumed, ends bit-identical
     train(data, tmp_path / "b", TINY, TrainConfig(**{**cfg.to_dict(), "steps": 60}), quiet=True)
@@ -117,7 +118,7 @@ def test_non_contractive_grid_is_detected_and_refused():
     with pytest.raises(CertificationError, match=r"failed certification at steps \[0, 1\]"):
         require_certified(cert)
     require_certified(cert, force=True)  # forcing is the caller's explicit choice
-    with pytest.raises(RuntimeError, match="did not converge"):
+    with pytest.raises(CertificationError, match="did not converge"):
         invert(net, flow_map(net, z, 0, coarse), 0, coarse)
     fine = SolverConfig(method="euler", steps=16, t_end=1.0)  # h = 1/16: 8h = 0.5
     cert, z_rec = certify(net, z, 0, fine)
@@ -207,7 +208,7 @@ def test_export_load_registry_and_cli(folder, tmp_path, monkeypatch):
     export_flow(ck, flows / "tiny.pt", solver, name="tiny")
     f = load_flow("tiny")
     assert f.classes == ("blues", "reds") and f.solver == solver and f.label_index("reds") == 1
-    with pytest.raises(KeyError, match="class 'greens' is not in tiny.pt"):
+    with pytest.raises(SpecError, match="class 'greens' is not in tiny.pt"):
         f.label_index("greens")
     z = torch.randn(2, *f.shape)
     assert torch.equal(f.map(z, "reds"), flow_map(f.net, z, 1, solver))

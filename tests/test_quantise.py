@@ -3,14 +3,21 @@ and the MI the perturbation model leaves."""
 
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from mi_datagen.api import load_and_expand
-from mi_datagen.bench.quantise import (SCALE, clamped_fraction, discrete_entropy_fine, from_uint8,
-                                       quantisation_effect, to_uint8)
+from mi_datagen.bench.quantise import (
+    SCALE,
+    clamped_fraction,
+    discrete_entropy_fine,
+    from_uint8,
+    quantisation_effect,
+    to_uint8,
+)
 from mi_datagen.store.generate import GenerateConfig, generate
 
 from .conftest import make_tiny_flow
@@ -69,7 +76,8 @@ def test_entropy_check_uint8_reports_the_model_mi(flow_store, tiny_dir):
 
 
 def test_reopening_a_store_refuses_another_flow_file(flow_store, tiny_dir, tmp_path):
-    from mi_datagen.store.reopen import job_for_store
+    from mi_datagen.store.job import GenerationJob
+    from mi_datagen.store.store import Store
     from mi_datagen.store.zarr_store import StoreError
 
     out, _ = flow_store
@@ -77,14 +85,19 @@ def test_reopening_a_store_refuses_another_flow_file(flow_store, tiny_dir, tmp_p
     shutil.copytree(tiny_dir, other)
     make_tiny_flow(other / "tiny.pt", seed=5)
     with pytest.raises(StoreError, match=r"modality X1 was written with flow tiny.pt .* now resolves to tiny.pt"):
-        job_for_store(str(out), other)
-    job, man = job_for_store(str(out), tiny_dir)
-    assert job.generation_key() == man.generation_key()
+        GenerationJob.from_store(Store(out), other)
+    job = GenerationJob.from_store(Store(out), tiny_dir)
+    assert job.generation_key() == Store(out).manifest.generation_key()
 
 
 def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, tiny_dir, tmp_path):
-    """A store made without --entropy-samples gets the same h(X) records as one made with them."""
-    from mi_datagen.bench.entropy_check import true_entropies, true_entropy_stderrs
+    """A store made without --entropy-samples gets the same h(X) records as one made with them; computing
+    them never writes into the store, and `add-entropies` records them as generation would have."""
+    from typer.testing import CliRunner
+
+    from mi_datagen.bench.entropy_check import image_entropy_records, true_entropies, true_entropy_stderrs
+    from mi_datagen.cli import app
+    from mi_datagen.store.store import Store
 
     out, _ = flow_store
     spec = load_and_expand(tiny_dir / "raw.yaml")[0]
@@ -92,17 +105,18 @@ def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, ti
     man = generate(spec, tmp_path / "e.zarr", GenerateConfig(n=64, shard_size=32, chunk_size=32, tile=8,
                                                              progress=False, **kw), tiny_dir)
     rec = {tuple(r.nodes): r.nats for r in man.image_entropies}
-    assert true_entropies(str(out), "X1", "X2") is None  # none recorded, none asked for
-    later = true_entropies(str(out), "X1", "X2", samples=4, base_dir=tiny_dir)
+    before = (Path(out) / "manifest.json").read_bytes()
+    assert true_entropies(Store(out), "X1", "X2") is None  # none recorded, none asked for
+    later = true_entropies(Store(out), "X1", "X2", samples=4, base_dir=tiny_dir)
     assert later == pytest.approx({"a": rec[("X1",)], "b": rec[("X2",)], "ab": rec[("X1", "X2")]}, rel=1e-12)
-    # recorded in the manifest as generation would have; the store's identity is unchanged
-    from mi_datagen.store.zarr_store import read_manifest
-
-    after = read_manifest(str(out))
+    assert (Path(out) / "manifest.json").read_bytes() == before  # a check reads, never writes
+    r = CliRunner().invoke(app, ["add-entropies", str(out), "--samples", "4", "--base-dir", str(tiny_dir)])
+    assert r.exit_code == 0, r.output
+    after = Store(out).manifest
     assert [r.model_dump() for r in after.image_entropies] == [r.model_dump() for r in man.image_entropies]
-    assert true_entropies(str(out), "X1", "X2") == later and after.complete
+    assert true_entropies(Store(out), "X1", "X2") == later and after.complete
     # the check reports each estimate's standard error (over 4 samples, so positive)
     se = {tuple(r.nodes): r.stderr for r in man.image_entropies}
-    assert true_entropy_stderrs(str(out), "X2", "X1") == pytest.approx(
+    assert true_entropy_stderrs(image_entropy_records(Store(out), 4, tiny_dir), "X2", "X1") == pytest.approx(
         {"a": se[("X2",)], "b": se[("X1",)], "ab": se[("X1", "X2")]}, rel=1e-12)
     assert min(se.values()) > 0

@@ -116,9 +116,49 @@ def test_resume_after_a_kill_during_creation(tiny_dir, tmp_path):
     other = tmp_path / "notastore"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")
-    with pytest.raises(StoreError, match="not a mi-datagen store"):
+    with pytest.raises(StoreError, match=r"holds files that are not part of a mi-datagen store \(precious.txt\)"):
         generate(tiny(tiny_dir), other, GenerateConfig(resume=True, **SMALL), tiny_dir)
     assert (other / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("flag", ["overwrite", "resume"])
+def test_overwrite_and_resume_never_delete_what_is_not_ours(tiny_dir, reference, tmp_path, flag):
+    """A folder of the user's files, a store holding user files, or a bare zarr group with user files are
+    refused with one line and left byte for byte as they were; so is a regular file."""
+    import zarr as _zarr
+
+    cases = {}
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "thesis.tex").write_text("years of work")
+    cases["plain"] = plain
+    mixed = tmp_path / "mixed.zarr"
+    shutil.copytree(reference[0], mixed)
+    (mixed / "notes.txt").write_text("mine")
+    cases["mixed"] = mixed
+    bare = tmp_path / "bare.zarr"
+    _zarr.open_group(str(bare), mode="w")
+    (bare / "data.csv").write_text("1,2,3")
+    cases["bare"] = bare
+    before = {k: sorted((p.relative_to(v), p.read_bytes()) for p in v.rglob("*") if p.is_file()) for k, v in cases.items()}
+    for path in cases.values():
+        with pytest.raises(StoreError, match="not part of a mi-datagen store"):
+            generate(tiny(tiny_dir), path, GenerateConfig(**{flag: True}, **SMALL), tiny_dir)
+    after = {k: sorted((p.relative_to(v), p.read_bytes()) for p in v.rglob("*") if p.is_file()) for k, v in cases.items()}
+    assert after == before
+    f = tmp_path / "a_file.zarr"
+    f.write_text("not a folder")
+    with pytest.raises(StoreError, match="exists and is not a folder"):
+        generate(tiny(tiny_dir), f, GenerateConfig(**{flag: True}, **SMALL), tiny_dir)
+    assert f.read_text() == "not a folder"
+
+
+def test_resume_refuses_another_pmi_setting(tiny_dir, reference, tmp_path):
+    """`pmi` changes what is stored, so it is part of the generation key."""
+    cut = tmp_path / "p.zarr"
+    shutil.copytree(reference[0], cut)
+    with pytest.raises(StoreError, match=r"different settings \(.*pmi"):
+        generate(tiny(tiny_dir), cut, GenerateConfig(resume=True, pmi=False, latents=True, **SMALL), tiny_dir)
 
 
 def test_manifest_round_trips_and_states_the_job(tiny_dir, reference):

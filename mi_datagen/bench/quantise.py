@@ -44,23 +44,23 @@ def discrete_entropy_fine(h_nats: float, d: int) -> float:
     return h_nats + d * math.log(SCALE)
 
 
-def quantisation_effect(path: str, base_dir: str | Path = ".", n_check: int = 8, device: str = "cpu") -> dict:
+def quantisation_effect(store, base_dir: str | Path = ".", n_check: int = 8, device: str = "cpu") -> dict:
     """Per modality: clamped fraction, latent round trip of the uint8 export; per unconditional MI of the
     table: the exact value and the value the 8-bit perturbation model leaves."""
-    import zarr
-
     from mi_datagen.info.robustness import perturbed_mi
+    from mi_datagen.store.job import GenerationJob
     from mi_datagen.store.modality import roundtrip_record
-    from mi_datagen.store.reopen import job_for_store
+    from mi_datagen.store.store import Store
 
-    job, man = job_for_store(path, base_dir, device, n_check=n_check)
-    g = zarr.open_group(str(path), mode="r")
+    store = store if isinstance(store, Store) else Store(store)
+    path, man = store.path, store.manifest
+    job = GenerationJob.from_store(store, base_dir, device, n_check=n_check)
     w = job.check_inputs()
     k = next(iter(w.values())).shape[0]
     recorded = {r.name: r.roundtrip for r in man.modalities}
     mods, deltas = {}, {}
     for m in job.mods:
-        arr = g[f"x/{m.name}"]
+        arr = store.array(m.name)
         x = np.asarray(arr[:k])
         q = from_uint8(to_uint8(x))
         back = m.invert(q, job.device)

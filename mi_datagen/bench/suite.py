@@ -9,7 +9,6 @@ error and the sweep goes on; a finished run is not redone when the suite is run 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import traceback
@@ -108,42 +107,35 @@ def _strip_flows(spec):
 
 def _job(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool):
     """(store path, generation job) of one dataset of a suite."""
-    from mi_datagen.store.generate import GenerateConfig, Generator
+    from mi_datagen.store.generate import GenerateConfig, GenerationJob
 
     spec = member if entry.images else _strip_flows(member)
     path = stores / f"{member.name}{'' if entry.images else '-latents'}-n{entry.n}-s{entry.seed}.zarr"
-    cfg = GenerateConfig(n=entry.n, seed=entry.seed, progress=progress, **entry.generate)
-    return path, Generator(spec, str(path), cfg, base)
+    cfg = GenerateConfig(n=entry.n, seed=entry.seed, progress=progress, resume=True, **entry.generate)
+    return path, GenerationJob(spec, cfg, base)
+
+
+def _plan(path: Path, job):
+    from mi_datagen.store.writer import plan
+
+    # another job in that store (e.g. an older flow checkpoint) is regenerated, never mixed
+    return plan(str(path), job.generation_key(), resume=True, overwrite=False, replace_other_jobs=True)
 
 
 def _complete_store(entry: DatasetEntry, member, base: Path, stores: Path) -> bool:
     """Whether this dataset's store is already complete for this very job (nothing would be generated)."""
-    from mi_datagen.store import zarr_store as zs
+    from mi_datagen.store.writer import Plan
 
     path, job = _job(entry, member, base, stores, progress=False)
-    if not zs.has_manifest(str(path)):
-        return False
-    old = zs.read_manifest(str(path))
-    return old.complete and old.generation_key() == job.generation_key()
+    return _plan(path, job) is Plan.COMPLETE
 
 
 def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
-    from mi_datagen.store import zarr_store as zs
+    from mi_datagen.store.writer import Plan, StoreWriter
 
     path, job = _job(entry, member, base, stores, progress)
-    resume = overwrite = False
-    if zs.has_manifest(str(path)):
-        old = zs.read_manifest(str(path))
-        if old.generation_key() == job.generation_key():
-            if old.complete:
-                return path  # a finished store of this very job (same spec, flows, solver, seed, n, ...)
-            resume = True
-        else:
-            overwrite = True  # another job (e.g. an older flow checkpoint): regenerate, never mix
-    elif zs.exists(str(path)):
-        resume = True
-    job.cfg = dataclasses.replace(job.cfg, resume=resume, overwrite=overwrite)  # same job, now told how to start
-    job.run()
+    if _plan(path, job) is not Plan.COMPLETE:  # a finished store of this very job is reused as it is
+        StoreWriter(job, str(path), replace_other_jobs=True).run()
     return path
 
 

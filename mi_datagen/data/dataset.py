@@ -17,44 +17,53 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mi_datagen.store import zarr_store as zs
+from mi_datagen.errors import StoreError
+from mi_datagen.store import layout
 from mi_datagen.store.manifest import DatasetManifest
+from mi_datagen.store.store import Store
 
 
 class MIDataset(Dataset):
-    def __init__(self, path: str, modalities: Sequence[str] | None = None, with_theta: bool = True,
+    """A dataset store as a torch Dataset: each sample is a dict keyed by the store's names.
+
+    Keys: each modality by name (``"X1"``, the image as stored), ``"theta"``, ``"z/<m>"`` (latents, with
+    ``with_latents``), ``"pmi/<a>__<b>"`` (float64 pointwise MI, with ``with_pmi``) and ``"index"``.
+    ``path`` is a store path or an open ``Store``.
+    """
+
+    def __init__(self, path: str | Store, modalities: Sequence[str] | None = None, with_theta: bool = True,
                  with_latents: bool = False, with_pmi: bool = False, transform: Callable | None = None,
                  dtype: torch.dtype = torch.float32, allow_incomplete: bool = False, cache_bytes: int = 2 << 30):
-        self.path = str(path)
-        self._group, self._pid = None, None
+        self.store = path if isinstance(path, Store) else Store(path)
+        self.path = self.store.path
         self._arrays: dict = {}
         self._cache: OrderedDict = OrderedDict()
         self._cached = 0
-        self.manifest: DatasetManifest = zs.read_manifest(self.path)
+        self.manifest: DatasetManifest = self.store.manifest
         m = self.manifest
-        names = [r.name for r in m.modalities]
+        names = self.store.modalities
         self.modalities = list(modalities) if modalities is not None else names
         unknown = [x for x in self.modalities if x not in names]
         if unknown:
-            raise zs.StoreError(f"{self.path}: unknown modalities {unknown}; the store has {names}")
-        if with_latents and not m.latent_arrays:
-            raise zs.StoreError(f"{self.path}: the store has no latents (generate it with --latents)")
+            raise StoreError(f"{self.path}: unknown modalities {unknown}; the store has {names}")
+        if with_latents and not self.store.has_latents:
+            raise StoreError(f"{self.path}: the store has no latents (generate it with --latents)")
         done = np.asarray(m.shards_complete, dtype=bool)
         if not m.complete:
             if not allow_incomplete:
-                raise zs.StoreError(f"{self.path}: incomplete store ({int(done.sum())}/{done.size} shards written); "
-                                    "finish it with `mi-datagen generate ... --resume`, or pass allow_incomplete=True "
-                                    "to read the finished shards only")
-            done = zs.shards_done(self._open())  # the manifest may lag behind the done markers
-        self.indices = np.concatenate([np.arange(*zs.shard_range(i, m.n, m.shard_size)) for i in np.flatnonzero(done)]
+                raise StoreError(f"{self.path}: incomplete store ({int(done.sum())}/{done.size} shards written); "
+                                 "finish it with `mi-datagen generate ... --resume`, or pass allow_incomplete=True "
+                                 "to read the finished shards only")
+            done = self.store.shards_done()  # the manifest may lag behind the done markers
+        self.indices = np.concatenate([np.arange(*self.store.shard_range(i)) for i in np.flatnonzero(done)]
                                       ) if done.any() else np.zeros(0, dtype=np.int64)
-        self.keys = {x: f"x/{x}" for x in self.modalities}
+        self.keys = list(self.modalities)
         if with_theta:
-            self.keys["theta"] = m.theta_array
+            self.keys.append(layout.THETA)
         if with_latents:
-            self.keys.update({f"latents/{x}": m.latent_arrays[x] for x in self.modalities})
+            self.keys += [layout.latent(x) for x in self.modalities]
         if with_pmi:
-            self.keys.update({f"pmi/{'+'.join(r.a)};{'+'.join(r.b)}": r.array for r in m.pmi})
+            self.keys += [r.array for r in m.pmi]
         self.transform, self.dtype, self.cache_bytes = transform, dtype, cache_bytes
 
     # --- info -------------------------------------------------------------------------------
@@ -72,21 +81,14 @@ class MIDataset(Dataset):
     # --- process-local state ------------------------------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_group"], state["_arrays"], state["_cache"], state["_cached"] = None, {}, OrderedDict(), 0
+        state["_arrays"], state["_cache"], state["_cached"] = {}, OrderedDict(), 0
         return state
 
-    def _open(self):
-        if self._group is None or self._pid != os.getpid():  # a forked DataLoader worker opens its own handles
-            import zarr
-
-            self._group, self._arrays, self._pid = zarr.open_group(self.path, mode="r"), {}, os.getpid()
-        return self._group
-
     def _array(self, key: str):
-        self._open()
-        arr = self._arrays.get(key)
+        pid = os.getpid()
+        arr = self._arrays.get((pid, key))
         if arr is None:  # opening an array is a metadata read: once per process
-            arr = self._arrays[key] = self._group[self.keys[key]]
+            arr = self._arrays[(pid, key)] = self.store.array(key)
         return arr
 
     def _tensor(self, key: str, data: np.ndarray) -> torch.Tensor:
@@ -100,7 +102,7 @@ class MIDataset(Dataset):
             self._cache.move_to_end((key, shard))
             return hit[0]
         arr = self._array(key)
-        lo, hi = zs.shard_range(shard, self.manifest.n, self.manifest.shard_size)
+        lo, hi = self.store.shard_range(shard)
         size = (hi - lo) * int(np.prod(arr.shape[1:])) * max(arr.dtype.itemsize, self.dtype.itemsize)
         if size > self.cache_bytes:
             return None

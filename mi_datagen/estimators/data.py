@@ -5,21 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mi_datagen.store.manifest import DatasetManifest
-from mi_datagen.store.zarr_store import StoreError, read_manifest
+from mi_datagen.errors import StoreError
+from mi_datagen.store.store import Store
 
 
-def _side(group, man: DatasetManifest, names: list[str]) -> np.ndarray:
-    mods = {m.name: m.array for m in man.modalities}
+def _side(store: Store, names: list[str]) -> np.ndarray:
     parts = []
     for name in names:
-        if name in mods:
-            parts.append(np.asarray(group[mods[name]][:], dtype=np.float32))
-        elif name == man.info.target:
-            parts.append(np.asarray(group[man.theta_array][:], dtype=np.float32)[:, None])
+        if name in store.modalities:
+            parts.append(np.asarray(store.images(name), dtype=np.float32))
+        elif name == store.target:
+            parts.append(np.asarray(store.theta(), dtype=np.float32)[:, None])
         else:
-            raise StoreError(f"{name!r} is not stored; the store has modalities {list(mods)} and target "
-                             f"{man.info.target!r}")
+            raise StoreError(f"{name!r} is not stored; the store has modalities {store.modalities} and target "
+                             f"{store.target!r}")
     if len(parts) == 1:
         return parts[0]
     if all(p.ndim == 4 and p.shape[2:] == parts[0].shape[2:] for p in parts):
@@ -27,15 +26,11 @@ def _side(group, man: DatasetManifest, names: list[str]) -> np.ndarray:
     return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
-def load_pair(path: str, a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(x, y, exact I(a; b) in nats) from a complete store."""
-    import zarr
-
-    man = read_manifest(str(path))
-    if not man.complete:
-        raise StoreError(f"{path}: incomplete store; finish it with `mi-datagen generate ... --resume`")
-    g = zarr.open_group(str(path), mode="r")
-    return _side(g, man, list(a)), _side(g, man, list(b)), man.mi(a, b)
+def load_pair(store: str | Store, a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(x, y, exact I(a; b) in nats) from a complete store (a path or a ``Store``); any node sets, θ included."""
+    store = store if isinstance(store, Store) else Store(store)
+    store.require_complete()
+    return _side(store, list(a)), _side(store, list(b)), store.mi(a, b)
 
 
 def split_standardise(x: torch.Tensor, gen: torch.Generator, test_fraction: float, val_fraction: float):

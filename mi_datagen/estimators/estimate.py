@@ -18,17 +18,13 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 import torch
 
-from mi_datagen.errors import MIDatagenError
+from mi_datagen.errors import EstimatorError
 from mi_datagen.estimators import bounds as B
 from mi_datagen.estimators.baselines import gaussian_mi, ksg_mi
 from mi_datagen.estimators.critics import Critic, GaussianConditional
 
 CRITIC_METHODS = ("dv", "mine", "nwj", "js", "infonce", "smile", "club")
 METHODS = CRITIC_METHODS + ("gaussian", "ksg", "entropy-diff")
-
-
-class EstimatorError(MIDatagenError):
-    """An estimator run failed (bad input, or the training diverged)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +53,7 @@ class Settings:
     #                        (gaussian | gaussian-unbiased | kl | flow | flow-white)
 
     @classmethod
-    def make(cls, **kw) -> "Settings":
+    def make(cls, **kw) -> Settings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(kw) - known)
         if unknown:

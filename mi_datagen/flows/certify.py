@@ -17,12 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from mi_datagen.errors import MIDatagenError
+from mi_datagen.errors import CertificationError
 from mi_datagen.flows.ode import FIXED, SolverConfig, flow_map, step_map, time_grid
-
-
-class CertificationError(MIDatagenError):
-    """The applied map failed certification (a step is not shown to be injective)."""
 
 
 @dataclass
@@ -159,7 +155,7 @@ def invert(net, x: torch.Tensor, label, cfg: SolverConfig, *, tol: float = 1e-6,
     for n in reversed(range(cfg.steps)):
         x, _, ok, rate, res = invert_step(net, x, label, cfg, n, tol=tol, max_iter=max_iter)
         if not ok:
-            raise RuntimeError(f"step {n} did not converge (rate {rate:.3f}, residual {res:.2e}): "
+            raise CertificationError(f"step {n} did not converge (rate {rate:.3f}, residual {res:.2e}): "
                                "the applied map is not certified on this input")
     return x
 

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import torch
 
-from mi_datagen.errors import MIDatagenError
-
-
-class CheckpointError(MIDatagenError):
-    """A checkpoint is missing, corrupt, or its hash does not match the recorded one."""
+from mi_datagen.errors import CheckpointError
 
 
 def sha256_file(path: str | Path) -> str:

@@ -8,11 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mi_datagen.errors import MIDatagenError
-
-
-class DataError(MIDatagenError):
-    """Training data could not be found or read."""
+from mi_datagen.errors import DataError
 
 
 @dataclass(frozen=True)

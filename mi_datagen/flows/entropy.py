@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def per_sample_logdets(net, w: "torch.Tensor", label, cfg, *, terms: int = 10, probes: int = 4,
+def per_sample_logdets(net, w: torch.Tensor, label, cfg, *, terms: int = 10, probes: int = 4,
                        seed: int = 0) -> np.ndarray:
     """log|det ∂F/∂w| for each sample of w (float64 numpy)."""
     return flow_logdet(net, w, label, cfg, terms=terms, probes=probes, seed=seed).value.double().numpy()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from mi_datagen.errors import SpecError
 from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from mi_datagen.flows.ode import SolverConfig, flow_map
 from mi_datagen.flows.unet import UNet, UNetConfig
@@ -44,10 +45,11 @@ class Flow:
     def label_index(self, label) -> int:
         if isinstance(label, int) and not isinstance(label, bool):
             if not 0 <= label < len(self.classes):
-                raise KeyError(f"class index {label} out of range for {self.path.name} ({len(self.classes)} classes)")
+                raise SpecError(f"class index {label} is out of range for {self.path.name} "
+                                f"({len(self.classes)} classes: 0..{len(self.classes) - 1})")
             return label
         if label not in self.classes:
-            raise KeyError(f"class {label!r} is not in {self.path.name}; its classes: {list(self.classes)}")
+            raise SpecError(f"class {label!r} is not in {self.path.name}; its classes: {list(self.classes)}")
         return self.classes.index(label)
 
     def map(self, z: torch.Tensor, label, solver: SolverConfig | None = None) -> torch.Tensor:

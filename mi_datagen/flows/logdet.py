@@ -79,7 +79,7 @@ def exact_logdet(net, z: torch.Tensor, label, cfg: SolverConfig) -> torch.Tensor
     for i in range(z.shape[0]):
         lab = label[i:i + 1] if isinstance(label, torch.Tensor) else label
 
-        def f(u):
+        def f(u, lab=lab):
             x = u.reshape(1, *z.shape[1:])
             for n in range(cfg.steps):
                 x = step_map(net, x, lab, cfg, n)

@@ -60,7 +60,7 @@ class CanonicalFamily(_FamilyCommon):
     template: list[list[TemplateRef]] | None = None
 
     @model_validator(mode="after")
-    def matrix_shapes(self) -> "CanonicalFamily":
+    def matrix_shapes(self) -> CanonicalFamily:
         k, n = len(self.eta), len(self.rho_tilde)
         for i, row in enumerate(self.rho_tilde):
             if len(row) != k:
@@ -110,7 +110,7 @@ class DecayFamily(_FamilyCommon):
     min_coef: Annotated[float, Field(ge=0)] = 0.0
 
     @model_validator(mode="after")
-    def template_count(self) -> "DecayFamily":
+    def template_count(self) -> DecayFamily:
         if isinstance(self.template, list) and len(self.template) != self.n_modalities:
             raise ValueError(
                 f"template: a list must give one template per modality ({self.n_modalities}), got {len(self.template)}"

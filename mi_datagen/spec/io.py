@@ -120,11 +120,40 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
         raise SpecError(f"{source}: not valid YAML (only plain YAML, no python tags): {err}") from None
 
 
-def load_spec(path: str | Path) -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
-    p = Path(path)
+def load_yaml_documents(text: str, source: str = "<string>") -> list[Any]:
+    """Every document of a (possibly multi-document) YAML text, empty documents dropped."""
+    try:
+        for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
+            _check_duplicate_keys(node)
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:
+        raise SpecError(f"{source}: not valid YAML (only plain YAML, no python tags): {err}") from None
+
+
+def _read_text(p: Path) -> str:
     if not p.is_file():
         raise SpecError(f"{p}: spec file not found")
-    return parse_spec(load_yaml(p.read_text(), str(p)), str(p))
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{p}: not a UTF-8 text file (byte {err.start}); a spec is YAML text") from None
+
+
+def load_spec(path: str | Path) -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
+    """One spec file of one document (see ``load_specs`` for multi-document files such as ``expand``'s output)."""
+    p = Path(path)
+    return parse_spec(load_yaml(_read_text(p), str(p)), str(p))
+
+
+def load_specs(path: str | Path) -> list[Union[GraphSpec, CanonicalFamily, DecayFamily]]:
+    """Every spec of a file: one per YAML document (``mi-datagen expand`` writes one per sweep member)."""
+    p = Path(path)
+    docs = load_yaml_documents(_read_text(p), str(p))
+    if not docs:
+        raise SpecError(f"{p}: the file holds no spec (empty YAML)")
+    return [parse_spec(d, f"{p} (document {i + 1})" if len(docs) > 1 else str(p)) for i, d in enumerate(docs)]
 
 
 def loads_spec(text: str, source: str = "<string>") -> Union[GraphSpec, CanonicalFamily, DecayFamily]:

@@ -70,7 +70,7 @@ class QuantitySpec(_Frozen):
     given: list[Name] = []
 
     @model_validator(mode="after")
-    def sets_disjoint(self) -> "QuantitySpec":
+    def sets_disjoint(self) -> QuantitySpec:
         a, b, c = set(self.a), set(self.b), set(self.given)
         overlap = (a & b) | (a & c) | (b & c)
         if overlap:
@@ -108,7 +108,7 @@ class SweepSpec(_Frozen):
     bracket: tuple[FiniteFloat, FiniteFloat] | None = None
 
     @model_validator(mode="after")
-    def values_or_quantity(self) -> "SweepSpec":
+    def values_or_quantity(self) -> SweepSpec:
         by_values = self.values is not None
         by_nats = self.quantity is not None and self.nats is not None
         if by_values == by_nats:
@@ -195,7 +195,7 @@ class GraphSpec(SpecCommon):
 
     # --- one validator per rule -------------------------------------------------------------
     @model_validator(mode="after")
-    def node_names_unique(self) -> "GraphSpec":
+    def node_names_unique(self) -> GraphSpec:
         seen: set[str] = set()
         for i, n in enumerate(self.nodes):
             if n.name in seen:
@@ -204,7 +204,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def edges_reference_nodes(self) -> "GraphSpec":
+    def edges_reference_nodes(self) -> GraphSpec:
         names = {n.name for n in self.nodes}
         for i, e in enumerate(self.edges):
             for end in ("parent", "child"):
@@ -215,7 +215,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def edges_unique(self) -> "GraphSpec":
+    def edges_unique(self) -> GraphSpec:
         seen: set[tuple[str, str]] = set()
         for i, e in enumerate(self.edges):
             if (e.parent, e.child) in seen:
@@ -226,7 +226,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def graph_acyclic(self) -> "GraphSpec":
+    def graph_acyclic(self) -> GraphSpec:
         g = nx.DiGraph((e.parent, e.child) for e in self.edges)
         if nx.is_directed_acyclic_graph(g):
             return self
@@ -235,7 +235,7 @@ class GraphSpec(SpecCommon):
         raise ValueError(f"edges: the graph has a cycle {loop}; a structural causal model must be a DAG")
 
     @model_validator(mode="after")
-    def edge_templates_fit_kinds(self) -> "GraphSpec":
+    def edge_templates_fit_kinds(self) -> GraphSpec:
         kinds = {n.name: n.kind for n in self.nodes}
         for i, e in enumerate(self.edges):
             pk, ck = kinds[e.parent], kinds[e.child]
@@ -252,7 +252,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def template_names_declared(self) -> "GraphSpec":
+    def template_names_declared(self) -> GraphSpec:
         known = set(self.templates) | set(BUILTIN_TEMPLATES)
         for i, e in enumerate(self.edges):
             if isinstance(e.template, str) and e.template not in known:
@@ -263,7 +263,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def parameters_declared(self) -> "GraphSpec":
+    def parameters_declared(self) -> GraphSpec:
         fields = [(f"nodes[{i}].noise_std", n.noise_std) for i, n in enumerate(self.nodes)]
         fields += [(f"edges[{i}].coef", e.coef) for i, e in enumerate(self.edges)]
         for where, v in fields:
@@ -275,7 +275,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def parameter_noise_non_negative(self) -> "GraphSpec":
+    def parameter_noise_non_negative(self) -> GraphSpec:
         for i, n in enumerate(self.nodes):
             if isinstance(n.noise_std, str) and self.parameters[n.noise_std] < 0:
                 raise ValueError(
@@ -285,7 +285,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def target_is_scalar_node(self) -> "GraphSpec":
+    def target_is_scalar_node(self) -> GraphSpec:
         kinds = {n.name: n.kind for n in self.nodes}
         if self.target not in kinds:
             raise ValueError(f"target: unknown node {self.target!r}; name the scalar node that is θ")
@@ -294,7 +294,7 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def modalities_are_vector_nodes(self) -> "GraphSpec":
+    def modalities_are_vector_nodes(self) -> GraphSpec:
         kinds = {n.name: n.kind for n in self.nodes}
         seen: set[str] = set()
         for i, m in enumerate(self.modalities):
@@ -310,7 +310,21 @@ class GraphSpec(SpecCommon):
         return self
 
     @model_validator(mode="after")
-    def quantities_reference_nodes(self) -> "GraphSpec":
+    def names_fit_store_layout(self) -> GraphSpec:
+        from mi_datagen.store.layout import PAIR_SEP, RESERVED_NAMES
+
+        for i, m in enumerate(self.modalities):
+            if m.node in RESERVED_NAMES:
+                raise ValueError(f"modalities[{i}].node: {m.node!r} is reserved by the store layout "
+                                 f"({sorted(RESERVED_NAMES)}); rename the node")
+        for name in [self.target, *self.modality_names]:
+            if PAIR_SEP in name:
+                raise ValueError(f"node {name!r}: names of the target and the modalities may not contain "
+                                 f"{PAIR_SEP!r}, which the store uses to name PMI arrays; rename the node")
+        return self
+
+    @model_validator(mode="after")
+    def quantities_reference_nodes(self) -> GraphSpec:
         names = {n.name for n in self.nodes}
         items = [(f"report[{i}]", q) for i, q in enumerate(self.report)]
         if self.solve is not None:
@@ -333,10 +347,10 @@ class GraphSpec(SpecCommon):
         """A coefficient or noise std as a number (parameters substituted)."""
         return float(self.parameters[value]) if isinstance(value, str) else float(value)
 
-    def to_graph(self) -> "GraphSpec":
+    def to_graph(self) -> GraphSpec:
         return self
 
-    def substituted(self) -> "GraphSpec":
+    def substituted(self) -> GraphSpec:
         """Every coefficient and noise std as a number (parameters kept as a record)."""
         nodes = [n.model_copy(update={"noise_std": self.resolve(n.noise_std)}) if isinstance(n.noise_std, str) else n
                  for n in self.nodes]

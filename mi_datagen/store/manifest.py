@@ -209,6 +209,7 @@ class DatasetManifest(_Out):
                 "shard_size": self.shard_size, "chunk_size": self.chunk_size, "tile": self.tile,
                 "cpu_threads": self.cpu_threads,
                 "latents": sorted(self.latent_arrays),
+                "pmi": sorted(r.array for r in self.pmi),
                 "flows": [(m.name, m.flow.sha256 if m.flow else None, m.solver) for m in self.modalities]}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mi_datagen.errors import ConfigError
+from mi_datagen.errors import CertificationError, ConfigError, SpecError
 from mi_datagen.flows.certify import invert
 from mi_datagen.flows.io import Flow, load_flow, registry
 from mi_datagen.flows.ode import Tiled, flow_map
@@ -46,7 +46,7 @@ class Modality:
         xt = torch.from_numpy(x.astype(np.float32)).to(device)
         try:
             z = invert(self.net, xt, self.flow.label_index(self.label), self.flow.solver)
-        except RuntimeError:  # a forced, uncertified map: no exact inverse to measure
+        except CertificationError:  # a forced, uncertified map: no exact inverse to measure
             return np.full((x.shape[0], int(np.prod(x.shape[1:]))), np.inf)
         return z.cpu().double().numpy().reshape(x.shape[0], -1)
 
@@ -69,7 +69,10 @@ def modalities(spec: GraphSpec, model, base_dir: Path, tile: int, device: str) -
             if flow.shape != shape:
                 raise ConfigError(f"modalities[{i}].flow: {ref!r} maps images of shape {list(flow.shape)}, "
                                   f"but the spec's shape is {list(shape)}; use a flow trained at that size")
-            flow.label_index(label)  # fails early with the list of classes
+            try:
+                flow.label_index(label)  # fails early with the list of classes
+            except SpecError as e:
+                raise SpecError(f"modalities[{i}].flow.label: {e}") from None
             net = Tiled(flow.net, tile)
         mods.append(Modality(m.node, wh, flow, ref, label, net))
     return mods

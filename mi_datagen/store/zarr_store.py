@@ -18,19 +18,18 @@ import json
 import os
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 import numpy as np
 import zarr
+from fsspec.implementations.local import LocalFileSystem
 from zarr.codecs import BloscCodec
 
-from mi_datagen.errors import MIDatagenError
+from mi_datagen.errors import StoreError
+from mi_datagen.store import layout
 from mi_datagen.store.manifest import STORE_FORMAT, DatasetManifest
 
-MANIFEST = "manifest.json"
-
-
-class StoreError(MIDatagenError):
-    """A dataset store is missing, incomplete, of another format, or does not match the request."""
+MANIFEST = layout.MANIFEST
+# top-level entries a store of ours may hold: anything else is someone else's and is never deleted
+OWN_ENTRIES = frozenset({"zarr.json", MANIFEST, "x", "z", "pmi", layout.THETA, layout.DONE})
 
 
 def _fs(path: str):
@@ -41,6 +40,18 @@ def _fs(path: str):
 def exists(path: str) -> bool:
     fs, root = _fs(path)
     return fs.exists(root) and bool(fs.ls(root))
+
+
+def foreign_entries(path: str) -> list[str]:
+    """Top-level entries of ``path`` that a store of ours never writes (temporary manifest files aside)."""
+    fs, root = _fs(path)
+    names = [str(p).rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)]
+    return sorted(n for n in names if n not in OWN_ENTRIES and not n.startswith(f"{MANIFEST}.tmp-"))
+
+
+def is_dir(path: str) -> bool:
+    fs, root = _fs(path)
+    return fs.isdir(root)
 
 
 def has_manifest(path: str) -> bool:
@@ -91,26 +102,26 @@ def compressor() -> BloscCodec:
 
 
 def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list[str], dtype: str,
-                  shard_size: int, chunk_size: int, latents: list[str], pmi_names: list[str],
+                  shard_size: int, chunk_size: int, latents: list[str], pmi_arrays: list[str],
                   overwrite: bool) -> zarr.Group:
     g = zarr.open_group(str(path), mode="w" if overwrite else "w-")
     n_shards = max(1, -(-n // shard_size))
     img = dict(shape=(n, *shape), chunks=(chunk_size, *shape), shards=(shard_size, *shape),
                compressors=compressor(), fill_value=0.0)
     for m in modalities:
-        g.create_array(f"x/{m}", dtype=dtype, **img)
+        g.create_array(layout.image(m), dtype=dtype, **img)
     for m in latents:
-        g.create_array(f"z/{m}", dtype="float64", **img)
+        g.create_array(layout.latent(m), dtype="float64", **img)
     vec = dict(shape=(n,), chunks=(shard_size,), dtype="float64", compressors=compressor(), fill_value=0.0)
-    g.create_array("theta", **vec)
-    for name in pmi_names:
-        g.create_array(f"pmi/{name}", **vec)
-    g.create_array("done", shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+    g.create_array(layout.THETA, **vec)
+    for path in pmi_arrays:
+        g.create_array(path, **vec)
+    g.create_array(layout.DONE, shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
     return g
 
 
 def shards_done(group: zarr.Group) -> np.ndarray:
-    return np.asarray(group["done"][:], dtype=bool)
+    return np.asarray(group[layout.DONE][:], dtype=bool)
 
 
 def shard_range(i: int, n: int, shard_size: int) -> tuple[int, int]:
