@@ -120,11 +120,13 @@ def compile_graph(graph: GraphSpec, base_dir: str | Path = ".") -> LinearSEM:
 
 
 def solver_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "auto") -> InfoSolver:
+    """The exact information solver of an explicit spec (``base_dir``: where its template files resolve)."""
     return InfoSolver(compile_spec(graph, base_dir), method=method)
 
 
 def table_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "auto",
               conditionals: bool = True) -> InfoTable:
+    """The exact information table of an explicit spec: every MI, CMI, entropy and total correlation (nats)."""
     solver = solver_for(graph, base_dir, method)
     extra = [(q.a, q.b, q.given) for q in graph.report]
     return info_table(solver, graph.target, graph.modality_names, extra, conditionals=conditionals)

@@ -78,3 +78,26 @@ def test_info_table_text():
 def test_missing_file():
     r = runner.invoke(app, ["info", "nope.yaml"])
     assert r.exit_code == 2 and "spec file not found" in r.output
+
+
+def test_expanded_sweep_validates_and_keeps_its_numbers(tmp_path):
+    """`expand`'s multi-document output is a valid spec file: same members, same exact MI."""
+    out = tmp_path / "sweep.yaml"
+    r = runner.invoke(app, ["expand", str(SPECS / "two_modalities_sweep.yaml"), "-o", str(out)])
+    assert r.exit_code == 0
+    r = runner.invoke(app, ["validate", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("OK two_modalities_sweep_") == 10
+    again, original = load_and_expand(out), load_and_expand(SPECS / "two_modalities_sweep.yaml")
+    assert [g.name for g in again] == [g.name for g in original]
+    for a, b in zip(again, original):
+        assert solver_for(a).mi("X1", "X2") == solver_for(b).mi("X1", "X2")
+
+
+def test_export_flow_never_overwrites_an_existing_file(tmp_path):
+    pinned = tmp_path / "default.pt"
+    pinned.write_bytes(b"pinned bytes")
+    r = runner.invoke(app, ["export-flow", str(tmp_path / "missing.pt"), "--out", str(pinned)])
+    assert r.exit_code == 2
+    assert "--out" in r.output and "--overwrite" in r.output and "Traceback" not in r.output
+    assert pinned.read_bytes() == b"pinned bytes"

@@ -72,13 +72,19 @@ def _solver_opts(method: str, steps: int, t_end: float, grid: str):
 @app.command("export-flow")
 def export_flow_cmd(
     checkpoint: Path = typer.Argument(..., help="a training checkpoint (run-dir/checkpoint.pt)"),
-    out: Path = typer.Option(Path("flows/default.pt"), help="the flow file to write"),
+    out: Path = typer.Option(..., help="the flow file to write (an existing file is kept unless --overwrite)"),
     name: Optional[str] = typer.Option(None, help="register under this name in out's folder registry.json"),
-    method: str = typer.Option("euler"), steps: int = typer.Option(16), t_end: float = typer.Option(0.98),
+    method: str = typer.Option("euler"), steps: int = typer.Option(16), t_end: float = typer.Option(0.97),
     grid: str = typer.Option("uniform", help="uniform or geometric"),
+    overwrite: bool = typer.Option(False, help="replace an existing flow file at --out"),
 ) -> None:
     """Export the EMA weights of a training checkpoint as a flow file with its solver settings."""
+    from mi_datagen.errors import ConfigError
     from mi_datagen.flows.io import export_flow
+
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--out {out}: the file exists (a pinned flow, perhaps); choose another path or pass "
+                          "--overwrite")
 
     digest = export_flow(checkpoint, out, _solver_opts(method, steps, t_end, grid), name)
     out_msg = f"exported {out} (sha256 {digest[:16]}…)" + (f", registered as {name!r}" if name else "")

@@ -157,6 +157,7 @@ def load_specs(path: str | Path) -> list[Union[GraphSpec, CanonicalFamily, Decay
 
 
 def loads_spec(text: str, source: str = "<string>") -> Union[GraphSpec, CanonicalFamily, DecayFamily]:
+    """One spec from YAML text (``source`` names it in error messages)."""
     return parse_spec(load_yaml(text, source), source)
 
 
