@@ -8,12 +8,12 @@ sha256 of each shipped file, so a swapped file is refused even if its sidecar wa
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from mi_datagen.assets import checkpoints_dir, register, registry
 from mi_datagen.errors import SpecError
 from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from mi_datagen.flows.ode import SolverConfig, flow_map
@@ -23,14 +23,8 @@ FORMAT = "mi-datagen-flow/1"
 
 
 def flows_dir() -> Path:
-    """The shipped flows folder: $MI_DATAGEN_FLOWS, else <repo>/flows."""
-    env = os.environ.get("MI_DATAGEN_FLOWS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "flows"
-
-
-def registry(path: Path | None = None) -> dict:
-    p = path or flows_dir() / "registry.json"
-    return json.loads(p.read_text()) if p.is_file() else {}
+    """The shipped flow checkpoints (see ``mi_datagen.assets.checkpoints_dir``)."""
+    return checkpoints_dir()
 
 
 @dataclass
@@ -99,8 +93,5 @@ def export_flow(train_checkpoint: str | Path, out: str | Path, solver: SolverCon
     digest = save_flow(net, data["classes"], solver, out, data=ck["data"], step=ck["step"], wall_s=ck["wall_s"],
                        train_config=ck["train_config"], losses=ck["losses"])
     if name is not None:
-        reg_path = out.parent / "registry.json"
-        reg = json.loads(reg_path.read_text()) if reg_path.is_file() else {}
-        reg[name] = {"file": out.name, "sha256": digest, "step": ck["step"]}
-        reg_path.write_text(json.dumps(reg, indent=2) + "\n")
+        register(out.parent, name, {"file": out.name, "sha256": digest, "step": ck["step"]})
     return digest
