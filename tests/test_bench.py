@@ -111,6 +111,13 @@ def test_suite_errors(suite_dir):
         load_suite(suite_dir / "gen.yaml")
     with pytest.raises(SpecError, match="no such suite file"):
         load_suite(suite_dir / "missing.yaml")
+    # a typo in an estimator's settings is refused at load, naming the estimator and the valid keys
+    (suite_dir / "typo.yaml").write_text(SUITE.replace("settings: {steps: 60}", "settings: {stpes: 60}"))
+    with pytest.raises(SpecError, match=r"estimator 'NWJ': unknown settings \['stpes'\]; valid keys: .*'steps'"):
+        load_suite(suite_dir / "typo.yaml")
+    (suite_dir / "rtypo.yaml").write_text(SUITE.replace("settings: {steps: 40}", "settings: {step: 40}"))
+    with pytest.raises(SpecError, match=r"regression: unknown settings \['step'\]; valid keys: .*'steps'"):
+        load_suite(suite_dir / "rtypo.yaml")
 
 
 def test_load_pair_any_sets_from_a_store(suite_dir):

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm import tqdm
 
 from mi_datagen.errors import SpecError
@@ -54,6 +54,18 @@ class EstimatorEntry(_Frozen):
     method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg", "entropy-diff"]
     settings: dict = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def settings_known(self) -> EstimatorEntry:
+        from dataclasses import fields
+
+        from mi_datagen.estimators.estimate import Settings
+
+        known = {f.name for f in fields(Settings)}
+        unknown = sorted(set(self.settings) - known)
+        if unknown:
+            raise ValueError(f"estimator {self.name!r}: unknown settings {unknown}; valid keys: {sorted(known)}")
+        return self
+
 
 class RegressionEntry(_Frozen):
     """Regress ``target`` from ``inputs`` with a shallow net at a fixed budget (θ-regression suite)."""
@@ -61,6 +73,18 @@ class RegressionEntry(_Frozen):
     target: Name = "theta"
     inputs: list[Name] = Field(min_length=1)
     settings: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def settings_known(self) -> RegressionEntry:
+        import inspect
+
+        from mi_datagen.estimators.regression import regress
+
+        known = set(inspect.signature(regress).parameters) - {"x", "theta", "seed"}
+        unknown = sorted(set(self.settings) - known)
+        if unknown:
+            raise ValueError(f"regression: unknown settings {unknown}; valid keys: {sorted(known)}")
+        return self
 
 
 class Suite(_Frozen):
