@@ -221,8 +221,8 @@ def test_bench_datasets_option_runs_only_the_named_ones(suite_dir):
 
 
 def test_shipped_suites_load_and_their_datasets_expand():
-    """Every suite in benchmarks/suites validates and names specs that expand; table1 is the sweep as DESIGN
-    §3.1 writes it (unstandardised), table1-standardised the standardised one, on the same ten MI levels."""
+    """Every suite in benchmarks/suites validates and names specs that expand; table1 is the sweep of docs/examples.md
+    (1) as the paper ran it (unstandardised), table1-standardised the standardised one, on the same ten MI levels."""
     from pathlib import Path
 
     from mi_datagen.api import load_and_expand

@@ -1,4 +1,4 @@
-"""The solver against DESIGN §2's closed forms and against dense float64 slogdet."""
+"""The solver against docs/information.md's closed forms and against dense float64 slogdet."""
 
 import math
 
@@ -67,7 +67,7 @@ def test_canonical_closed_forms(d, k, j, data):
 
 @pytest.mark.parametrize("d", [1, 2, 7, 64, 3072])
 def test_example1_special_case(d):
-    """DESIGN §2 special case: K = 1, ρ̂ diagonal."""
+    """docs/information.md special case: K = 1, ρ̂ diagonal."""
     rt1, rt2, rh1, rh2 = 0.07, 0.11, 1.3, 0.8
     sem = canonical(d, [1.0], [[rt1], [rt2]], [[rh1, 0.0], [0.0, rh2]])
     s = InfoSolver(sem)

@@ -14,7 +14,7 @@ from tests.conftest import SPECS
 def test_solve_hits_target():
     g = load_and_expand(SPECS / "two_modalities_target.yaml")[0]
     assert solver_for(g).mi("X1", "X2") == pytest.approx(0.5, rel=1e-10)
-    # closed form (DESIGN §2 special case, ρ̂ = 1): I = −½ log(1 − x²), x = dρ²/(1 + dρ²)
+    # closed form (docs/information.md special case, ρ̂ = 1): I = −½ log(1 − x²), x = dρ²/(1 + dρ²)
     rho, d = g.parameters["rho"], 3072
     x = d * rho**2 / (1 + d * rho**2)
     assert -0.5 * math.log(1 - x * x) == pytest.approx(0.5, rel=1e-10)

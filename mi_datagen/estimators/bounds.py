@@ -1,4 +1,4 @@
-"""Variational MI bounds from a critic score matrix (DESIGN §4), in nats.
+"""Variational MI bounds from a critic score matrix (Poole et al. 2019; Song & Ermon 2020), in nats.
 
 ``scores[i, j] = f(x_i, y_j)`` for a batch of n joint pairs: the diagonal holds samples of the
 joint, the off-diagonal n(n − 1) entries samples of the product of marginals.

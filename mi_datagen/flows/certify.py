@@ -2,7 +2,7 @@
 
 Each step is S_n(x) = x + g_n(x) with g_n = h_n Φ_n. Its inverse solves x = y − g_n(x) by the
 fixed-point iteration x ← y − g_n(x), which converges to the unique solution exactly when g_n is
-a contraction around it (invertible-ResNet argument, DESIGN "The applied map"). So a step is
+a contraction around it (invertible-ResNet argument, docs/model.md §3). So a step is
 reported certified on the samples checked when
   * the fixed-point iteration converged for every sample (to ``tol`` relative RMS), and
   * the local spectral norm ‖J_{g_n}‖ at the trajectory point, estimated by power iteration,

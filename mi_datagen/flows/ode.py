@@ -3,7 +3,7 @@
 The *applied* map is ``flow_map`` (one ``odeint`` call over the whole grid). ``step_map`` is the
 same solver on one interval [t_n, t_{n+1}] — torchdiffeq's fixed-grid solvers take exactly one
 step per interval of the grid they are given — so F = S_N ∘ … ∘ S_1 holds for the very function
-that is applied, and certifying each S_n certifies F (DESIGN, "The applied map").
+that is applied, and certifying each S_n certifies F (docs/model.md §3).
 An adaptive ``dopri5`` solve is available as a reference only: it has no fixed grid to certify.
 """
 

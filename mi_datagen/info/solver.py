@@ -1,4 +1,4 @@
-"""Information quantities of a linear-Gaussian SEM, in nats (DESIGN §2).
+"""Information quantities of a linear-Gaussian SEM, in nats (docs/information.md).
 
 ``InfoSolver`` uses the structured log-dets when the SEM has the structure and the dense
 reference otherwise (or on request). Infinite MI (a deterministic linear relation) is +inf and
@@ -206,7 +206,7 @@ class InfoSolver:
         return dn.dense_mahalanobis(self.dense(), order, z)
 
     def pmi(self, a, b, samples: dict[str, np.ndarray]) -> np.ndarray:
-        """PMI(z_a; z_b) = I(a; b) + ½(m_a + m_b − m_ab) per sample (DESIGN §2); its mean is the MI."""
+        """PMI(z_a; z_b) = I(a; b) + ½(m_a + m_b − m_ab) per sample (docs/information.md); its mean is the MI."""
         a, b = _names(a), _names(b)
         mi = self.mi(a, b)
         n = next(iter(samples.values())).shape[0]

@@ -1,4 +1,4 @@
-"""Exact log-determinants of node-set covariances from the structured model (DESIGN §2), never forming Σ.
+"""Exact log-determinants of node-set covariances from the structured model (docs/information.md), never forming Σ.
 
 For vector nodes S and scalar nodes σ (K scalar sources, C_S = R_S R_Sᵀ, P templates, G = TᵀT):
     M       = W_Sᵀ (C_S⁻¹ ⊗ I_d) W_S = Σ_uv (C_S⁻¹)_uv C_uᵀ G C_v                  (K × K)

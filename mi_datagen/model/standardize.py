@@ -1,4 +1,4 @@
-"""Per-block standardisation w = Σ_ii^(-1/2) z_i (symmetric square root, DESIGN §1), without forming Σ_ii.
+"""Per-block standardisation w = Σ_ii^(-1/2) z_i (symmetric square root, docs/model.md §1), without forming Σ_ii.
 
 In the structured model Σ_ii = r² I_d + W Wᵀ with r² = ‖R_i‖² and W = Tᵀ C_i (d × K, low rank).
 With the thin SVD W = U S Vᵀ:

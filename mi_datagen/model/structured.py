@@ -1,4 +1,4 @@
-"""The structured form of a linear SEM (DESIGN §2), never forming Σ.
+"""The structured form of a linear SEM (docs/information.md), never forming Σ.
 
 Sources: K scalar noises ε_k and J vector noises ε_j ∈ R^d (one per node with non-zero noise std).
 With scalar block coefficients every node is

@@ -1,8 +1,8 @@
 """Parametric families that expand to explicit :class:`GraphSpec` node/edge form.
 
-``canonical``: the paper's form (DESIGN §1) with explicit η, ρ̃, ρ̂ and templates T_ik:
+``canonical``: the paper's form (docs/model.md §1) with explicit η, ρ̃, ρ̂ and templates T_ik:
     z_θ = Σ_k η_k ũ_k,   z_i = Σ_k ρ̃_ik ũ_k T_ik + Σ_j ρ̂_ij û_j.
-``decay``: DESIGN §3.3/3.4, N modalities with two decay knobs:
+``decay``: docs/examples.md (3, 4), N modalities with two decay knobs:
     z_θ = η ũ_1,   z_i = β^{-i} ρ̃ ũ_1 T_i + Σ_j α^{-|i-j|} ρ̂ û_j.
 """
 
