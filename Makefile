@@ -25,6 +25,7 @@ demo: $(STAMP)
 ## The test suite (fast; heavier tests are marked `slow` and run by `make test-slow`).
 test: $(STAMP)
 	$(BIN)/ruff check mi_datagen tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

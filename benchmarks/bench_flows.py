@@ -5,7 +5,7 @@ certificate (exact per-step inverse round trip) — ratios against euler×16 fp3
 
 Baseline: euler × 16 to t_end 0.97 (the default flow's solver), channels-last (NHWC) as ``load_flow``
 gives it; one row repeats it in NCHW.
-Target (issue 3): ≥ 100 images/s with every step certified and round trip ≤ 1e-4 relative.
+Target: ≥ 100 images/s with every step certified and round trip ≤ 1e-4 relative.
 """
 
 from __future__ import annotations

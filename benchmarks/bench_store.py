@@ -1,4 +1,4 @@
-"""Benchmark (issue 4): generation overhead over the raw flows, MIDataset read speed, store size.
+"""Benchmark: generation overhead over the raw flows, MIDataset read speed, store size.
 
     python benchmarks/bench_store.py [--n-gen 128] [--n-read 10240] [--out /tmp/mi_bench]
 

@@ -1,4 +1,4 @@
-"""Critic settings on one two-modality store: held-out InfoNCE and NWJ per configuration (RESULTS.md, issue 5).
+"""Critic settings on one two-modality store: held-out InfoNCE and NWJ per configuration (RESULTS.md).
 
     python benchmarks/critic_study.py runs/bench/table1-stores/two_modalities_sweep_09-n10000-s0.zarr
 
@@ -10,8 +10,8 @@ import json
 
 import torch
 
-from mi_datagen.estimators.data import load_pair
 from mi_datagen.estimators.estimate import estimate
+from mi_datagen.estimators.pairs import load_pair
 
 CONFIGS = [
     ("width 4, lr 1e-3, 1000 steps (the suites)", dict(steps=1000, lr=1e-3, conv_width=4)),

@@ -42,7 +42,7 @@ _EXPORTS = {
     # flows
     "load_flow": "mi_datagen.flows.io",
     # estimators
-    "load_pair": "mi_datagen.estimators.data",
+    "load_pair": "mi_datagen.estimators.pairs",
     "estimate": "mi_datagen.estimators.estimate",
     # errors
     "MIDatagenError": "mi_datagen.errors",
@@ -55,8 +55,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mi_datagen.api import expand, generate, load_and_expand, select_member, solver_for, table_for
     from mi_datagen.data.dataset import MIDataset
     from mi_datagen.errors import MIDatagenError
-    from mi_datagen.estimators.data import load_pair
     from mi_datagen.estimators.estimate import estimate
+    from mi_datagen.estimators.pairs import load_pair
     from mi_datagen.flows.io import load_flow
     from mi_datagen.info.solver import InfoSolver
     from mi_datagen.spec.io import load_spec, load_specs, loads_spec
@@ -72,7 +72,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'mi_datagen' has no attribute {name!r}")
     if module in ("mi_datagen.data.dataset", "mi_datagen.estimators.estimate", "mi_datagen.flows.io",
-                  "mi_datagen.estimators.data"):
+                  "mi_datagen.estimators.pairs"):
         from mi_datagen.errors import require
 
         require("torch")

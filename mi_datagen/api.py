@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Union
+
+import numpy as np
 
 from mi_datagen.errors import SpecError
 from mi_datagen.info.solver import InfoSolver, Method
@@ -40,6 +43,7 @@ def solve_parameter(spec: SpecLike, parameter: str, q: QuantitySpec, nats: float
 def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
     """Explicit, numeric specs: families expanded, ``solve`` solved, ``sweep`` unrolled (one per member)."""
     cache: dict = {}
+    members: list[tuple[SpecLike, str | None, str]]
     if spec.solve is not None:
         s = spec.solve
         v = solve_parameter(spec, s.parameter, s.quantity, s.nats, s.bracket, base_dir, cache)
@@ -52,9 +56,11 @@ def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
             vals = list(sw.values)
             notes = [f"sweep: {sw.parameter} = {v:g}" for v in vals]
         else:
+            q = sw.quantity
+            assert q is not None, "SweepSpec.values_or_quantity guarantees values or a quantity"
             targets = sw.targets()
-            vals = [solve_parameter(spec, sw.parameter, sw.quantity, t, sw.bracket, base_dir, cache) for t in targets]
-            notes = [f"sweep: {sw.parameter} = {v:.12g} gives {sw.quantity.label()} = {t:g} nats"
+            vals = [solve_parameter(spec, sw.parameter, q, t, sw.bracket, base_dir, cache) for t in targets]
+            notes = [f"sweep: {sw.parameter} = {v:.12g} gives {q.label()} = {t:g} nats"
                      for v, t in zip(vals, targets)]
         width = max(2, len(str(len(vals) - 1)))
         members = [(base.with_parameters(**{sw.parameter: v}), n, f"{spec.name}_{i:0{width}d}")
@@ -62,9 +68,9 @@ def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
     else:
         members = [(spec, None, spec.name)]
     out = []
-    for s, note, name in members:
-        g = s.to_graph().substituted()
-        desc = "\n".join(x for x in (g.description, note) if x)
+    for member, member_note, name in members:
+        g = member.to_graph().substituted()
+        desc = "\n".join(x for x in (g.description, member_note) if x)
         out.append(g.model_copy(update={"name": name, "description": desc}))
     return out
 
@@ -119,15 +125,18 @@ def compile_graph(graph: GraphSpec, base_dir: str | Path = ".") -> LinearSEM:
     return compile_spec(graph, base_dir)
 
 
-def solver_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "auto") -> InfoSolver:
-    """The exact information solver of an explicit spec (``base_dir``: where its template files resolve)."""
-    return InfoSolver(compile_spec(graph, base_dir), method=method)
+def solver_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "auto",
+               files: Mapping[str, np.ndarray] | None = None) -> InfoSolver:
+    """The exact information solver of an explicit spec (``base_dir``: where its template files resolve;
+    ``files``: raw template arrays by the path written in the spec, read instead of the files)."""
+    return InfoSolver(compile_spec(graph, base_dir, files=files), method=method)
 
 
 def table_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "auto",
-              conditionals: bool = True) -> InfoTable:
-    """The exact information table of an explicit spec: every MI, CMI, entropy and total correlation (nats)."""
-    solver = solver_for(graph, base_dir, method)
+              conditionals: bool = True, solver: InfoSolver | None = None) -> InfoTable:
+    """The exact information table of an explicit spec: every MI, CMI, entropy and total correlation (nats).
+    ``solver``: the spec's solver when it is already built (the spec is then not compiled again)."""
+    solver = solver if solver is not None else solver_for(graph, base_dir, method)
     extra = [(q.a, q.b, q.given) for q in graph.report]
     return info_table(solver, graph.target, graph.modality_names, extra, conditionals=conditionals)
 
@@ -207,7 +216,7 @@ def check_flows(graph: GraphSpec, base_dir: str | Path = ".") -> str:
     """Check that every modality's flow resolves (a registered name or a file) and has the modality's class.
 
     Raises SpecError naming the field; returns a one-line note (which flows, or why they were not checked)."""
-    refs = [(i, m) for i, m in enumerate(graph.modalities) if m.flow is not None]
+    refs = [(i, m.flow) for i, m in enumerate(graph.modalities) if m.flow is not None]
     if not refs:
         return "no flows (identity maps)"
     try:
@@ -218,8 +227,8 @@ def check_flows(graph: GraphSpec, base_dir: str | Path = ".") -> str:
     from mi_datagen.store.modality import resolve_flow
 
     loaded: dict = {}
-    for i, m in refs:
-        ref = m.flow.checkpoint
+    for i, fr in refs:
+        ref = fr.checkpoint
         if ref not in loaded:
             try:
                 loaded[ref] = resolve_flow(ref, Path(base_dir), "cpu")
@@ -227,7 +236,7 @@ def check_flows(graph: GraphSpec, base_dir: str | Path = ".") -> str:
                 raise SpecError(f"modalities[{i}].flow.checkpoint: {e}") from None
         flow = loaded[ref]
         try:
-            flow.label_index(m.flow.label)
+            flow.label_index(fr.label)
         except SpecError as e:
             raise SpecError(f"modalities[{i}].flow.label: {e}") from None
         if flow.shape != tuple(graph.shape):

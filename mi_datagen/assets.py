@@ -1,6 +1,6 @@
 """Where the shipped files are: the example specs and the flow checkpoints (with their registry).
 
-In a checkout they are the top-level ``dag_specs/`` and ``flows/`` folders; an installed wheel
+In a checkout they are the top-level ``dag_specs/`` and ``checkpoints/`` folders; an installed wheel
 carries them as package data (``mi_datagen/examples``, ``mi_datagen/checkpoints``, mapped from those
 folders in pyproject.toml). ``$MI_DATAGEN_CHECKPOINTS`` points the flow registry elsewhere.
 """
@@ -44,7 +44,7 @@ def example_spec(name: str) -> Path | None:
 def checkpoints_dir() -> Path:
     """The shipped flow checkpoints and their registry: $MI_DATAGEN_CHECKPOINTS, else the shipped folder."""
     env = os.environ.get("MI_DATAGEN_CHECKPOINTS") or os.environ.get("MI_DATAGEN_FLOWS")
-    return Path(env) if env else _shipped("checkpoints", "flows")
+    return Path(env) if env else _shipped("checkpoints", "checkpoints")
 
 
 def registry(folder: Path | None = None) -> dict:

@@ -122,7 +122,7 @@ def test_suite_errors(suite_dir):
 
 def test_load_pair_any_sets_from_a_store(suite_dir):
     from mi_datagen.api import load_and_expand, solver_for
-    from mi_datagen.estimators.data import load_pair
+    from mi_datagen.estimators.pairs import load_pair
     from mi_datagen.store.generate import GenerateConfig, generate
     from mi_datagen.store.zarr_store import StoreError
 

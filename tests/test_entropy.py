@@ -9,7 +9,7 @@ import torch
 from mi_datagen.api import load_and_expand, solver_for
 from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
 from mi_datagen.flows.ode import SolverConfig, time_grid
-from mi_datagen.model.standardize import block_whitener
+from mi_datagen.model.standardize import block_standardizer
 from mi_datagen.store.generate import GenerateConfig, generate
 
 from .test_flows import LinearField
@@ -43,7 +43,7 @@ def test_entropy_of_a_linear_flow_matches_the_dense_closed_form(tmp_path):
     F = torch.eye(d, dtype=torch.float64)
     for h in torch.diff(time_grid(cfg, torch.float64)):
         F = (torch.eye(d, dtype=torch.float64) + h * A) @ F
-    S = block_whitener(solver.structured, "X1").whiten(np.eye(d))  # symmetric Σ^(-1/2)
+    S = block_standardizer(solver.structured, "X1").standardize(np.eye(d))  # symmetric Σ^(-1/2)
     M = F.numpy() @ S
     Az = solver.dense()["X1"]
     sigma_x = M @ (Az @ Az.T) @ M.T
@@ -67,11 +67,11 @@ def test_generate_records_image_entropies(tiny_dir, tmp_path):
     for r in rec.values():
         assert r.latent_nats == pytest.approx(solver.entropy(list(r.nodes)), rel=1e-12)
         assert r.n_samples == 4 and math.isfinite(r.stderr) and r.nats == pytest.approx(
-            r.latent_nats + r.standardise_logdet + r.flow_logdet_mean, rel=1e-12)
+            r.latent_nats + r.standardize_logdet + r.flow_logdet_mean, rel=1e-12)
     pair, one, two = rec[("X1", "X2")], rec[("X1",)], rec[("X2",)]
     # block-diagonal Jacobian on the same samples: the pair's log-det terms are the sum of the singles'
     assert pair.flow_logdet_mean == pytest.approx(one.flow_logdet_mean + two.flow_logdet_mean, abs=1e-9)
-    assert pair.standardise_logdet == pytest.approx(one.standardise_logdet + two.standardise_logdet, rel=1e-12)
+    assert pair.standardize_logdet == pytest.approx(one.standardize_logdet + two.standardize_logdet, rel=1e-12)
     # and the MI the entropies imply is the exact one (the log-det terms cancel)
     implied = one.nats + two.nats - pair.nats
     assert implied == pytest.approx(man.mi("X1", "X2"), abs=1e-9)
@@ -193,7 +193,7 @@ def test_entropy_check_on_a_flowless_store(tmp_path):
     assert 0 <= q["uint8_model_mi"] <= q["truth_mi"]
     assert to_uint8(np.array([-2.0, -1.0, 0.0, 1.0, 3.0])).tolist() == [0, 0, 128, 255, 255]
     # the entropy-difference estimator in the harness interface: with Gaussian entropies it is the Gaussian MI
-    from mi_datagen.estimators.data import load_pair
+    from mi_datagen.estimators.pairs import load_pair
 
     x, y, _ = load_pair(str(out), ["X1"], ["X2"])
     e = estimate(x, y, "entropy-diff", entropy="gaussian")
@@ -220,13 +220,13 @@ def test_whitened_flow_starts_as_the_shrunk_gaussian_and_recovers_a_gaussian_ent
     """flow-white with no training steps is the held-out code length of the Gaussian fit it whitens with
     (recomputed here with numpy on the same split); trained, it lands within 0.3 nats of the exact
     entropy of a correlated 16-d Gaussian (n = 5000), and never above its own starting Gaussian on validation."""
-    from mi_datagen.estimators.data import split_standardise
     from mi_datagen.estimators.entropy import entropy_of, flow_entropy
+    from mi_datagen.estimators.pairs import split_standardize
 
     x, truth = _gaussian(16, 5000, 16)
     start = flow_entropy(x, steps=0, whiten=True, seed=3)
     xt = torch.as_tensor(x, dtype=torch.float32)
-    z, train, val, test, std = split_standardise(xt, torch.Generator().manual_seed(3), 0.2, 0.1)
+    z, train, val, test, std = split_standardize(xt, torch.Generator().manual_seed(3), 0.2, 0.1)
     lam = start.settings["shrinkage"]
     zt = z.double().numpy()
     cov = (1 - lam) * np.cov(zt[train.numpy()], rowvar=False) + lam * np.eye(16)

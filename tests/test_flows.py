@@ -8,7 +8,7 @@ from PIL import Image
 from mi_datagen.errors import SpecError
 from mi_datagen.flows.certify import CertificationError, certify, invert, require_certified
 from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mi_datagen.flows.data import load_images
+from mi_datagen.flows.images import load_images
 from mi_datagen.flows.logdet import exact_logdet, flow_logdet, series_from_traces, step_jacobian
 from mi_datagen.flows.ode import SolverConfig, flow_map, reverse_solve, step_map, time_grid
 from mi_datagen.flows.train import TrainConfig, train

@@ -27,3 +27,11 @@ def test_import_does_not_import_torch():
 def test_version_flag():
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"mi-datagen {mdg.__version__}"
+
+
+def test_info_labels_latent_entropies_as_latent():
+    """`info` states latent-block entropies, not image entropies: their labels must say so."""
+    r = CliRunner().invoke(app, ["info", "two_modalities"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "h(Z_X1)" in r.output and "latent entropy" in r.output and "h(theta)" in r.output
+    assert "h(X1)" not in r.output and "h(X1,X2)" not in r.output

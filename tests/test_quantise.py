@@ -2,7 +2,6 @@
 and the MI the perturbation model leaves."""
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,6 @@ from mi_datagen.bench.quantise import (
     to_uint8,
 )
 from mi_datagen.store.generate import GenerateConfig, generate
-
-from .conftest import make_tiny_flow
 
 torch.set_num_threads(1)
 
@@ -46,7 +43,7 @@ def test_uint8_perturbation_is_measured_through_the_exact_inverse(flow_store, ti
     import zarr
 
     out, man = flow_store
-    q = quantisation_effect(str(out), tiny_dir, n_check=8)
+    q = quantisation_effect(str(out), n_check=8)
     g = zarr.open_group(str(out), mode="r")
     for m in ("X1", "X2"):
         r = q["modalities"][m]
@@ -69,25 +66,10 @@ def test_entropy_check_uint8_reports_the_model_mi(flow_store, tiny_dir):
     from mi_datagen.bench.entropy_check import entropy_check
 
     out, _ = flow_store
-    res = entropy_check(str(out), "X1", "X2", sizes=[64], uint8=True, base_dir=tiny_dir, n_check=4)
+    res = entropy_check(str(out), "X1", "X2", sizes=[64], uint8=True, n_check=4)
     assert res["rows"][0]["estimator"] == "lzma" and res["quantisation"]["n_check"] == 4
     assert res["uint8_model_mi"] == next(r["uint8_model_nats"] for r in res["quantisation"]["mi"]
                                          if r["a"] == ["X1"] and r["b"] == ["X2"])
-
-
-def test_reopening_a_store_refuses_another_flow_file(flow_store, tiny_dir, tmp_path):
-    from mi_datagen.store.job import GenerationJob
-    from mi_datagen.store.store import Store
-    from mi_datagen.store.zarr_store import StoreError
-
-    out, _ = flow_store
-    other = tmp_path / "other"
-    shutil.copytree(tiny_dir, other)
-    make_tiny_flow(other / "tiny.pt", seed=5)
-    with pytest.raises(StoreError, match=r"modality X1 was written with flow tiny.pt .* now resolves to tiny.pt"):
-        GenerationJob.from_store(Store(out), other)
-    job = GenerationJob.from_store(Store(out), tiny_dir)
-    assert job.generation_key() == Store(out).manifest.generation_key()
 
 
 def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, tiny_dir, tmp_path):
@@ -107,16 +89,16 @@ def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, ti
     rec = {tuple(r.nodes): r.nats for r in man.image_entropies}
     before = (Path(out) / "manifest.json").read_bytes()
     assert true_entropies(Store(out), "X1", "X2") is None  # none recorded, none asked for
-    later = true_entropies(Store(out), "X1", "X2", samples=4, base_dir=tiny_dir)
+    later = true_entropies(Store(out), "X1", "X2", samples=4)
     assert later == pytest.approx({"a": rec[("X1",)], "b": rec[("X2",)], "ab": rec[("X1", "X2")]}, rel=1e-12)
     assert (Path(out) / "manifest.json").read_bytes() == before  # a check reads, never writes
-    r = CliRunner().invoke(app, ["add-entropies", str(out), "--samples", "4", "--base-dir", str(tiny_dir)])
+    r = CliRunner().invoke(app, ["add-entropies", str(out), "--samples", "4"])
     assert r.exit_code == 0, r.output
     after = Store(out).manifest
     assert [r.model_dump() for r in after.image_entropies] == [r.model_dump() for r in man.image_entropies]
     assert true_entropies(Store(out), "X1", "X2") == later and after.complete
     # the check reports each estimate's standard error (over 4 samples, so positive)
     se = {tuple(r.nodes): r.stderr for r in man.image_entropies}
-    assert true_entropy_stderrs(image_entropy_records(Store(out), 4, tiny_dir), "X2", "X1") == pytest.approx(
+    assert true_entropy_stderrs(image_entropy_records(Store(out), 4), "X2", "X1") == pytest.approx(
         {"a": se[("X2",)], "b": se[("X1",)], "ab": se[("X1", "X2")]}, rel=1e-12)
     assert min(se.values()) > 0

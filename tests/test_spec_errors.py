@@ -95,6 +95,9 @@ CASES = {
                                "edges[0].template: u -> theta joins two scalar nodes, which takes no template"),
     "vector-scalar no template": (add_edge(parent="X1", child="theta"),
                                   "edges[3].template: X1 -> theta maps a vector to a scalar and needs the weights"),
+    # without this rule the structured solver dropped the edge: I(θ; X1) came out 0 instead of its true value
+    "scalar-vector no template": (lambda s: s["edges"][1].pop("template"),
+                                  "edges[1].template: u -> X1 spreads a scalar over a vector and needs the template"),
     "unknown template": (set_(["edges", 1, "template"], "sparkle"), "edges[1].template: unknown template 'sparkle'"),
     "builtin template name": (set_(["templates"], {"ones": {"kind": "ones"}}),
                               "templates: template names ['ones'] are built in"),

@@ -21,7 +21,7 @@ from mi_datagen.flows.io import load_flow
 from mi_datagen.flows.ode import Tiled
 from mi_datagen.info.robustness import perturbed_sem
 from mi_datagen.info.solver import InfoSolver
-from mi_datagen.model.standardize import block_whitener
+from mi_datagen.model.standardize import block_standardizer
 from mi_datagen.store.generate import GenerateConfig, generate
 from mi_datagen.store.manifest import DatasetManifest
 from mi_datagen.store.zarr_store import StoreError, read_manifest
@@ -184,7 +184,7 @@ def test_round_trip_z_to_x_to_z_from_the_store(tiny_dir, reference):
     flow = load_flow(tiny_dir / "tiny.pt")
     for name, label in (("X1", 0), ("X2", 1)):
         z = np.asarray(g[f"z/{name}"][:12]).reshape(12, -1)
-        w = block_whitener(model, name).whiten(z)
+        w = block_standardizer(model, name).standardize(z)
         back = invert(Tiled(flow.net, 8), torch.from_numpy(np.asarray(g[f"x/{name}"][:12])), label, flow.solver)
         np.testing.assert_allclose(back.double().numpy().reshape(12, -1), w, atol=2e-5)
 
@@ -240,19 +240,19 @@ def _example1(tmp_path, d_shape=(2, 3, 3), rho=0.3):
     return load_and_expand(tmp_path / "e.yaml")[0]
 
 
-def test_whitener_against_the_dense_covariance(tmp_path):
+def test_standardizer_against_the_dense_covariance(tmp_path):
     spec = _example1(tmp_path)
     solver = solver_for(spec)
     model = solver.structured
     A = solver.dense()
     sigma = A["X1"] @ A["X1"].T
-    wh = block_whitener(model, "X1")
+    wh = block_standardizer(model, "X1")
     d = model.d
-    W = wh.whiten(np.eye(d))  # rows: Σ^(-1/2) e_i (symmetric)
+    W = wh.standardize(np.eye(d))  # rows: Σ^(-1/2) e_i (symmetric)
     np.testing.assert_allclose(W @ sigma @ W.T, np.eye(d), atol=1e-12)
     np.testing.assert_allclose(W, W.T, atol=1e-12)
     z = np.random.default_rng(0).standard_normal((5, d))
-    np.testing.assert_allclose(wh.unwhiten(wh.whiten(z)), z, atol=1e-12)
+    np.testing.assert_allclose(wh.unstandardize(wh.standardize(z)), z, atol=1e-12)
 
 
 @pytest.mark.parametrize("standardized", [False, True])

@@ -19,30 +19,29 @@ import numpy as np
 from tqdm import tqdm
 
 from mi_datagen.bench.quantise import discrete_entropy_fine, quantisation_effect, to_uint8
-from mi_datagen.estimators.data import load_pair
 from mi_datagen.estimators.entropy import compressed_bits, entropy_of
+from mi_datagen.estimators.pairs import load_pair
 from mi_datagen.store.store import Store
 
 LN2 = np.log(2.0)
 
 
-def image_entropy_records(store: Store, samples: int, base_dir: str | Path = "."):
+def image_entropy_records(store: Store, samples: int):
     """h(X_i), h(X_i, X_j) of a store made without ``--entropy-samples``, computed now exactly as generation
     would have (flow log-dets on ``samples`` samples). Nothing is written: ``mi-datagen add-entropies``
     records them in the manifest, as its own explicit step."""
     from mi_datagen.store.job import GenerationJob
 
-    return GenerationJob.from_store(store, base_dir, entropy_samples=samples).image_entropies_estimate()
+    return GenerationJob.from_store(store, entropy_samples=samples).image_entropies_estimate()
 
 
-def true_entropies(store: Store, a: str, b: str, samples: int = 0, base_dir: str | Path = ".",
-                   records=None) -> dict[str, float | None] | None:
+def true_entropies(store: Store, a: str, b: str, samples: int = 0, records=None) -> dict[str, float | None] | None:
     """h(X_a), h(X_b), h(X_a, X_b): from the manifest, from ``records``, or (``samples`` > 0, a store made
     without ``--entropy-samples``) computed now without writing anything."""
     man = store.manifest
     records = records if records is not None else man.image_entropies
     if not records and samples > 0 and any(m.flow is not None for m in man.modalities):
-        records = image_entropy_records(store, samples, base_dir)
+        records = image_entropy_records(store, samples)
     rec = {tuple(r.nodes): r.nats for r in records}
     if rec:
         return {"a": rec.get((a,)), "b": rec.get((b,)), "ab": rec.get((a, b), rec.get((b, a)))}
@@ -67,7 +66,7 @@ def true_entropy_stderrs(records, a: str, b: str) -> dict[str, float | None] | N
 
 
 def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), sizes=None, seed: int = 0,
-                  uint8: bool = False, flow_settings: dict | None = None, base_dir: str | Path = ".",
+                  uint8: bool = False, flow_settings: dict | None = None,
                   n_check: int = 8, truth_samples: int = 0, progress: bool = False) -> dict:
     """Ĥ(Xa) + Ĥ(Xb) − Ĥ(Xa,Xb) per estimator and sample size, next to the exact MI. Reads the store only."""
     store = path if isinstance(path, Store) else Store(path)
@@ -104,7 +103,7 @@ def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), size
         tqdm.write(f"entropy-check: exact entropies from {truth_samples} flow log-dets per modality (if not in the manifest)")
     records = store.manifest.image_entropies
     if not records and truth_samples > 0 and any(m.flow is not None for m in store.manifest.modalities):
-        records = image_entropy_records(store, truth_samples, base_dir)
+        records = image_entropy_records(store, truth_samples)
     truth_h = true_entropies(store, a, b, records=records)
     res = {"store": str(path), "a": a, "b": b, "uint8": uint8, "units": "nats", "truth_mi": truth,
            "truth_entropies": truth_h, "truth_entropies_stderr": true_entropy_stderrs(records, a, b), "rows": rows}
@@ -112,9 +111,9 @@ def entropy_check(path: str, a: str, b: str, estimators=("gaussian", "kl"), size
         d = {k: int(np.prod(v.shape[1:])) for k, v in (("a", x), ("b", y))}
         d["ab"] = d["a"] + d["b"]
         res["truth_entropies"] = None if truth_h is None or None in truth_h.values() else {
-            k: discrete_entropy_fine(h, d[k]) for k, h in truth_h.items()}
+            k: discrete_entropy_fine(float(h), d[k]) for k, h in truth_h.items() if h is not None}
         res["truth_entropies_note"] = "uint8: fine-quantisation limit H(U) = h(X) + d·log 127.5 (clamping ignored)"
-        q = quantisation_effect(store, base_dir, n_check)
+        q = quantisation_effect(store, n_check)
         res["quantisation"] = q
         res["uint8_model_mi"] = next((r["uint8_model_nats"] for r in q["mi"]
                                       if {tuple(r["a"]), tuple(r["b"])} == {(a,), (b,)}), None)

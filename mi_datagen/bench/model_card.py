@@ -1,6 +1,6 @@
 """Figures for a flow's model card: the loss curve and a per-class sample grid.
 
-    python -m mi_datagen.bench.model_card FLOW --out flows/
+    python -m mi_datagen.bench.model_card FLOW --out checkpoints/
 """
 
 from __future__ import annotations

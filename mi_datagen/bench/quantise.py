@@ -13,7 +13,6 @@ store lists h(X), the export's discrete entropy at fine quantisation is H(U) ≈
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +43,7 @@ def discrete_entropy_fine(h_nats: float, d: int) -> float:
     return h_nats + d * math.log(SCALE)
 
 
-def quantisation_effect(store, base_dir: str | Path = ".", n_check: int = 8, device: str = "cpu") -> dict:
+def quantisation_effect(store, n_check: int = 8, device: str = "cpu") -> dict:
     """Per modality: clamped fraction, latent round trip of the uint8 export; per unconditional MI of the
     table: the exact value and the value the 8-bit perturbation model leaves."""
     from mi_datagen.info.robustness import perturbed_mi
@@ -54,7 +53,7 @@ def quantisation_effect(store, base_dir: str | Path = ".", n_check: int = 8, dev
 
     store = store if isinstance(store, Store) else Store(store)
     path, man = store.path, store.manifest
-    job = GenerationJob.from_store(store, base_dir, device, n_check=n_check)
+    job = GenerationJob.from_store(store, device, n_check=n_check)
     w = job.check_inputs()
     k = next(iter(w.values())).shape[0]
     recorded = {r.name: r.roundtrip for r in man.modalities}
@@ -73,7 +72,7 @@ def quantisation_effect(store, base_dir: str | Path = ".", n_check: int = 8, dev
                         "uint8_roundtrip": rt.model_dump(), "float_roundtrip": float_rt.model_dump(),
                         "quantisation_rms": float(np.sqrt(np.mean((q.astype(np.float64) - x) ** 2)))}
     rows = [(r.a, r.b, r.given, r.nats) for r in man.info.mutual_information if not r.given]
-    uint8_mi = perturbed_mi(job.solver.sem, rows, deltas, {m.name: m.whitener is not None for m in job.mods})
+    uint8_mi = perturbed_mi(job.solver.sem, rows, deltas, {m.name: m.standardizer is not None for m in job.mods})
     return {"store": str(path), "n_check": k, "levels": LEVELS + 1, "range": [-1.0, 1.0], "modalities": mods,
             "mi": [{"a": list(a), "b": list(b), "nats": nats, "uint8_model_nats": p}
                    for (a, b, _, nats), p in zip(rows, uint8_mi)],

@@ -72,10 +72,10 @@ def write_report(out: Path, suite) -> Path:
             row = (f"| {name} | {s['method']} | {s['runs']} | {s['failed']} | {_fmt(s['bias'])} | {_fmt(s['std'])} | "
                    f"{_fmt(s['rmse'])} | {_fmt(s['corr'])} | {_fmt(s['time_s'], '.1f')} |")
             if ref:
-                r = ref.get(name)
-                met = "—" if r is None or math.isnan(s["corr"]) else (
-                    "yes" if s["corr"] >= 0.99 and s["rmse"] <= r[1] else "no")
-                row += f" {'—' if r is None else f'{r[0]:.3f} / {r[1]:.3f}'} | {met} |"
+                target = ref.get(name)
+                met = "—" if target is None or math.isnan(s["corr"]) else (
+                    "yes" if s["corr"] >= 0.99 and s["rmse"] <= target[1] else "no")
+                row += f" {'—' if target is None else f'{target[0]:.3f} / {target[1]:.3f}'} | {met} |"
             lines.append(row)
     lines += _per_dataset(runs)
     reg = [r for r in runs if r.get("kind") == "regression" and r["status"] == "ok"]

@@ -13,7 +13,7 @@ import json
 import time
 import traceback
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm import tqdm
@@ -193,8 +193,8 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     still aggregates every finished run in the output folder."""
     from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
-    from mi_datagen.estimators.data import load_pair
     from mi_datagen.estimators.estimate import estimate
+    from mi_datagen.estimators.pairs import load_pair
     from mi_datagen.estimators.regression import regress, rmse_floor
 
     path = Path(path)
@@ -212,7 +212,8 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
         for entry, member in jobs:
             _store(entry, member, path.parent / Path(entry.spec).parent, store_root, progress=progress)
         return out
-    todo = []  # (run id, dataset entry, member spec, a, b, kind, config, seed)
+    todo: list[tuple[str, Any, Any, list[str], list[str], str, Any, int]] = []
+    # (run id, dataset entry, member spec, a, b, kind, config, seed)
     for entry, member in jobs:
         for a, b in entry.pairs:
             for est in suite.estimators:
@@ -249,13 +250,13 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
             x, y, truth = pairs[key]
             rec.update(store=str(stores[member.name]), truth=truth)
             if kind == "estimate":
-                res = estimate(x, y, cfg.method, seed=seed, **cfg.settings)
-                rec.update(estimator=cfg.name, method=cfg.method, estimate=res.nats, train_average=res.train_average,
-                           curve=res.curve, settings=res.settings, note=res.note, time_s=res.time_s)
+                result = estimate(x, y, cfg.method, seed=seed, **cfg.settings)
+                rec.update(estimator=cfg.name, method=cfg.method, estimate=result.nats, train_average=result.train_average,
+                           curve=result.curve, settings=result.settings, note=result.note, time_s=result.time_s)
             else:
-                res = regress(x, y, seed=seed, **cfg.settings)
-                rec.update(estimator="regression", method="regression", estimate=res["test_rmse"],
-                           floor=rmse_floor(res["theta_std"], truth), **{k: v for k, v in res.items()
+                reg = regress(x, y, seed=seed, **cfg.settings)
+                rec.update(estimator="regression", method="regression", estimate=reg["test_rmse"],
+                           floor=rmse_floor(reg["theta_std"], truth), **{k: v for k, v in reg.items()
                                                                           if k != "test_rmse"})
         except Exception as e:  # recorded, never stops the sweep
             rec.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-3000:],

@@ -81,17 +81,23 @@ def say(msg: str) -> None:
 
 def render_table(table, title: str) -> None:
     t = Table(title=title, title_justify="left")
-    for col, just in (("quantity", "left"), ("kind", "left"), ("nats", "right"), ("bits", "right")):
-        t.add_column(col, justify=just)
+    for col in ("quantity", "kind", "nats", "bits"):
+        t.add_column(col, justify="right" if col in ("nats", "bits") else "left")
     for r in table.mutual_information:
         t.add_row(label(r), r.kind, fmt(r.nats), bits(r.nats))
     for r in table.interaction_information:
         t.add_row(f"I({','.join(r.a)}; {','.join(r.b)}; {','.join(r.given)})", r.kind, fmt(r.nats), bits(r.nats))
     for r in table.total_correlation:
         t.add_row(f"TC({','.join(r.nodes)})", r.kind, fmt(r.nats), bits(r.nats))
+    mods = set(getattr(table, "modalities", ()))
     for r in table.entropies:
-        t.add_row(f"h({','.join(r.nodes)})", "entropy", fmt(r.nats), bits(r.nats))
+        names = [f"Z_{n}" if n in mods else n for n in r.nodes]
+        kind = "latent entropy" if mods.intersection(r.nodes) else "entropy"
+        t.add_row(f"h({','.join(names)})", kind, fmt(r.nats), bits(r.nats))
     out.print(t)
+    if any(mods.intersection(r.nodes) for r in table.entropies):
+        out.print("h(Z_X): differential entropy of modality X's latent block, before standardisation and the flow "
+                  "(the image's own entropy needs the flow's log-det: generate --entropy-samples)", highlight=False)
     notes = [f"{label(r)}: {r.note}" for r in table.mutual_information if r.note]
     for n in notes:
         out.print(f"[yellow]note:[/] {n}", highlight=False)

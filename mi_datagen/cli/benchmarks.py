@@ -60,7 +60,6 @@ def entropy_check_cmd(
     uint8: bool = typer.Option(False, "--uint8", help="check the clamped 8-bit export with LZMA code lengths"),
     out_dir: Path = typer.Option(Path("out/entropy"), "--out"),
     seed: int = typer.Option(0),
-    base_dir: Path = typer.Option(Path("."), help="uint8: where the spec's relative flow paths resolve"),
     n_check: int = typer.Option(8, help="uint8: samples inverted exactly to measure the latent perturbation"),
     truth_samples: int = typer.Option(0, help="a store made without --entropy-samples: compute the exact-entropy "
                                               "estimates now from flow log-dets on this many samples"),
@@ -76,7 +75,7 @@ def entropy_check_cmd(
 
     res = entropy_check(store, a, b, [e.strip() for e in estimators.split(",") if e.strip()],
                         [int(s) for s in sizes.split(",")] if sizes else None, seed, uint8,
-                        base_dir=base_dir, n_check=n_check, truth_samples=truth_samples, progress=True)
+                        n_check=n_check, truth_samples=truth_samples, progress=True)
     truth = res["truth_entropies"] or {}
     t = Table(title=f"{store}: entropies and implied I({a}; {b}) in nats (exact MI {fmt(res['truth_mi'])})",
               title_justify="left")

@@ -119,9 +119,9 @@ def inspect(path: str = typer.Argument(..., help="a dataset store"),
                   title_justify="left")
         for c in ("set", "h(X)", "± SE", "h(Z)", "log|det S|", "E log|det ∂F|", "samples"):
             t.add_column(c, justify="left" if c == "set" else "right")
-        for r in man.image_entropies:
-            t.add_row(",".join(r.nodes), f"{r.nats:.2f}", f"{r.stderr:.2f}", f"{r.latent_nats:.2f}",
-                      f"{r.standardise_logdet:.2f}", f"{r.flow_logdet_mean:.2f}", str(r.n_samples))
+        for e in man.image_entropies:
+            t.add_row(",".join(e.nodes), f"{e.nats:.2f}", f"{e.stderr:.2f}", f"{e.latent_nats:.2f}",
+                      f"{e.standardize_logdet:.2f}", f"{e.flow_logdet_mean:.2f}", str(e.n_samples))
         out.print(t)
     try:
         if preview is not None or "://" not in path:
@@ -141,8 +141,7 @@ def _preview_to(path: str, target: Path) -> Path:
 
 @app.command("add-entropies")
 def add_entropies(store: str = typer.Argument(..., help="a complete dataset store made without --entropy-samples"),
-                  samples: int = typer.Option(256, help="samples whose flow log-dets estimate h(X_i), h(X_i, X_j)"),
-                  base_dir: Path = typer.Option(Path("."), help="where the spec's relative flow paths resolve")) -> None:
+                  samples: int = typer.Option(256, help="samples whose flow log-dets estimate h(X_i), h(X_i, X_j)")) -> None:
     """Record the image entropies in a store's manifest after the fact (the one command that edits a manifest
     of a finished store; checks such as entropy-check only read)."""
     from mi_datagen.bench.entropy_check import image_entropy_records
@@ -150,6 +149,6 @@ def add_entropies(store: str = typer.Argument(..., help="a complete dataset stor
     from mi_datagen.store.zarr_store import write_manifest
 
     st = Store(store)
-    records = image_entropy_records(st, samples, base_dir)
+    records = image_entropy_records(st, samples)
     write_manifest(st.path, st.manifest.model_copy(update={"image_entropies": records}))
     out.print(f"{store}: recorded {len(records)} entropy estimates from {samples} samples each", highlight=False)

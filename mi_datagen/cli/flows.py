@@ -42,7 +42,7 @@ def train_flow(
     fresh: bool = typer.Option(False, help="ignore an existing checkpoint in run-dir"),
 ) -> None:
     """Train a class-conditional flow-matching velocity field (resumes from run-dir/checkpoint.pt)."""
-    from mi_datagen.flows.data import load_images
+    from mi_datagen.flows.images import load_images
     from mi_datagen.flows.train import TrainConfig, train
     from mi_datagen.flows.unet import PRESETS
 
@@ -64,7 +64,7 @@ def _solver_opts(method: str, steps: int, t_end: float, grid: str):
     from mi_datagen.flows.ode import SolverConfig
 
     try:
-        return SolverConfig(method=method, steps=steps, t_end=t_end, grid=grid)
+        return SolverConfig(method=method, steps=steps, t_end=t_end, grid=grid)  # type: ignore[arg-type]  # checked there
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
 
@@ -146,7 +146,7 @@ def sample_flow_cmd(
 def train_classifier_cmd(
     data: str = typer.Option(..., help="training images: cifar10:ROOT or imagefolder:PATH"),
     test_data: str = typer.Option(..., help="held-out images, same forms"),
-    out: Path = typer.Option(Path("flows/classifier.pt")), epochs: int = typer.Option(8),
+    out: Path = typer.Option(Path("checkpoints/classifier.pt")), epochs: int = typer.Option(8),
     threads: int = typer.Option(0), seed: int = typer.Option(0), download: bool = typer.Option(False),
     cache_dir: Path = typer.Option(Path("data/cache")),
 ) -> None:
@@ -154,7 +154,7 @@ def train_classifier_cmd(
     import torch
 
     from mi_datagen.flows.checkpoint import save_checkpoint
-    from mi_datagen.flows.data import load_images
+    from mi_datagen.flows.images import load_images
     from mi_datagen.flows.quality import accuracy, train_classifier
 
     if threads:
@@ -171,7 +171,7 @@ def train_classifier_cmd(
 
 @app.command("flow-quality")
 def flow_quality_cmd(
-    flow: str = typer.Argument("default"), classifier: Path = typer.Option(Path("flows/classifier.pt")),
+    flow: str = typer.Argument("default"), classifier: Path = typer.Option(Path("checkpoints/classifier.pt")),
     data: str = typer.Option(..., help="real train images"), test_data: str = typer.Option(..., help="real test images"),
     n: int = typer.Option(500, help="generated images per class"), json_out: Optional[Path] = typer.Option(None, "--json"),
     cache_dir: Path = typer.Option(Path("data/cache")), threads: int = typer.Option(0),
@@ -180,7 +180,7 @@ def flow_quality_cmd(
     import torch
 
     from mi_datagen.flows.checkpoint import load_checkpoint
-    from mi_datagen.flows.data import load_images
+    from mi_datagen.flows.images import load_images
     from mi_datagen.flows.io import load_flow
     from mi_datagen.flows.quality import SmallCNN, evaluate_flow
 

@@ -55,7 +55,7 @@ class MIDataset(Dataset):
                                  "finish it with `mi-datagen generate ... --resume`, or pass allow_incomplete=True "
                                  "to read the finished shards only")
             done = self.store.shards_done()  # the manifest may lag behind the done markers
-        self.indices = np.concatenate([np.arange(*self.store.shard_range(i)) for i in np.flatnonzero(done)]
+        self.indices = np.concatenate([np.arange(*self.store.shard_range(int(i))) for i in np.flatnonzero(done)]
                                       ) if done.any() else np.zeros(0, dtype=np.int64)
         self.keys = list(self.modalities)
         if with_theta:
@@ -119,22 +119,23 @@ class MIDataset(Dataset):
         """One tensor per row: views into cached shards, or rows read from their inner chunks."""
         size = self.manifest.shard_size
         out: list = [None] * rows.size
+        data: torch.Tensor | tuple[torch.Tensor, ...]
         shards = rows // size
         for s in np.unique(shards).tolist():
             where = np.flatnonzero(shards == s).tolist()
-            data = self._shard(key, s)
-            if data is None:
+            cached = self._shard(key, s)
+            if cached is None:
                 data = self._tensor(key, self._array(key).get_orthogonal_selection((rows[where],)))
                 local = range(len(where))
             else:
-                local = (rows[where] - s * size).tolist()
+                data, local = cached, (rows[where] - s * size).tolist()
             for j, r in zip(where, local):
                 out[j] = data[r]
         return out
 
     # --- access -------------------------------------------------------------------------------
-    def __getitems__(self, idx: Sequence[int]) -> list[dict]:
-        idx = np.asarray(idx, dtype=np.int64)
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
             raise IndexError(f"index out of range for {len(self)} samples")
         rows = self.indices[idx]

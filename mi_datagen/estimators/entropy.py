@@ -1,4 +1,4 @@
-"""Differential entropy estimators (nats), for InfoMeter-style checks Ĥ(X) + Ĥ(Y) − Ĥ(X, Y) (issue 6).
+"""Differential entropy estimators (nats), for InfoMeter-style checks Ĥ(X) + Ĥ(Y) − Ĥ(X, Y).
 
 * ``gaussian_entropy``: ½ log((2πe)^d |Σ̂|) from the sample covariance (exact for Gaussians as n → ∞);
   ``unbiased=True`` (estimator ``gaussian-unbiased``) removes log|Σ̂|'s exact Gaussian sampling bias.
@@ -17,6 +17,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +92,7 @@ def _whiten(z: torch.Tensor, train, val) -> tuple[torch.Tensor, float, float]:
     shrinkage of least held-out Gaussian code length on ``val``. Returns (L⁻¹z, log|det L|, λ)."""
     c = torch.cov(z[train].double().T)
     eye = torch.eye(c.shape[0], dtype=torch.float64)
-    best = (math.inf, None, None, None)
+    best: tuple[float, Any, Any, Any] = (math.inf, None, None, None)
     for lam in SHRINKAGE:
         chol, info = torch.linalg.cholesky_ex((1 - lam) * c + lam * eye)
         if int(info) != 0:  # not positive definite (e.g. n ≤ d without shrinkage)
@@ -115,7 +116,7 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
     import zuko
     from tqdm import tqdm
 
-    from mi_datagen.estimators.data import split_standardise
+    from mi_datagen.estimators.pairs import split_standardize
 
     if steps < (0 if whiten else 1):
         raise ValueError(f"flow_entropy: steps = {steps}; need at least 1 (0 only with whiten, for its Gaussian)")
@@ -124,7 +125,7 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
                     test_fraction=test_fraction, whiten=whiten)
     x = torch.as_tensor(_flat(x), dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
-    z, train, val, test, std = split_standardise(x, gen, test_fraction, val_fraction)
+    z, train, val, test, std = split_standardize(x, gen, test_fraction, val_fraction)
     log_scale = float(torch.log(std).double().sum())  # h(x) = h(z) + Σ log std
     if whiten:
         z, log_chol, settings["shrinkage"] = _whiten(z, train, val)

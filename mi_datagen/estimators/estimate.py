@@ -1,6 +1,6 @@
 """One interface for every estimator: ``estimate(x, y, method=..., critic=..., **settings)``.
 
-Protocol (issue 5): a seeded train / held-out split; inputs standardised per feature with the
+Protocol: a seeded train / held-out split; inputs standardised per feature with the
 training split's statistics (an invertible affine map of each side, so the MI is unchanged);
 a fixed number of Adam steps at a fixed batch size; the reported number is the bound evaluated on
 the held-out split in batches of the training batch size. The literature's readout, the mean
@@ -14,6 +14,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ METHODS = CRITIC_METHODS + ("gaussian", "ksg", "entropy-diff")
 
 @dataclass(frozen=True)
 class Settings:
-    critic: str = "separable"
+    critic: Literal["separable", "joint"] = "separable"
     steps: int = 2000
     batch_size: int = 128
     lr: float = 5e-4
@@ -89,7 +90,7 @@ def _split(n: int, test_fraction: float, gen: torch.Generator) -> tuple[torch.Te
     return perm[n_test:], perm[:n_test]
 
 
-def _standardise(a: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+def _standardize(a: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
     mean, std = a[train].mean(0), a[train].std(0).clamp_min(1e-8)
     return (a - mean) / std
 
@@ -123,25 +124,26 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
     gen = torch.Generator().manual_seed(seed)
     train, test = _split(x.shape[0], s.test_fraction, gen)
     if method in ("gaussian", "ksg"):
-        value = gaussian_mi(x, y, s.shrinkage, s.unbiased) if method == "gaussian" else ksg_mi(x, y, s.k)
-        return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
+        nats = gaussian_mi(x, y, s.shrinkage, s.unbiased) if method == "gaussian" else ksg_mi(x, y, s.k)
+        return EstimateResult(method, nats, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
                               "closed form on all samples (no training, no split)")
     if method == "entropy-diff":
         from mi_datagen.estimators.entropy import entropy_difference_mi
 
         extra = {"steps": s.steps, "test_fraction": s.test_fraction} if s.entropy.startswith("flow") else (
             {"k": s.k} if s.entropy == "kl" else {})
-        value, hx, hy, hxy = entropy_difference_mi(x.numpy(), y.numpy(), s.entropy, seed, **extra)
-        return EstimateResult(method, value, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
+        nats, hx, hy, hxy = entropy_difference_mi(x.numpy(), y.numpy(), s.entropy, seed, **extra)
+        return EstimateResult(method, nats, None, [], time.perf_counter() - t0, asdict(s), seed, x.shape[0], 0,
                               f"{s.entropy}: H(X) = {hx:.4f}, H(Y) = {hy:.4f}, H(X,Y) = {hxy:.4f} nats")
     if len(test) < s.batch_size:
         raise EstimatorError(f"the held-out split has {len(test)} samples, fewer than batch_size {s.batch_size}")
-    x, y = _standardise(x, train).to(s.device), _standardise(y, train).to(s.device)
+    x, y = _standardize(x, train).to(s.device), _standardize(y, train).to(s.device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = (GaussianConditional(x.shape[1:], y[0].numel(), s.embed, s.hidden, s.conv_width, s.encoder)
-                 if method == "club" else Critic(x.shape[1:], y.shape[1:], s.critic, s.embed, s.hidden, s.conv_width,
-                                                 s.encoder)).to(s.device)
+        model: GaussianConditional | Critic = (
+            GaussianConditional(x.shape[1:], y[0].numel(), s.embed, s.hidden, s.conv_width, s.encoder)
+            if method == "club" else Critic(x.shape[1:], y.shape[1:], s.critic, s.embed, s.hidden, s.conv_width, s.encoder))
+        model.to(s.device)
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     amp = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16)) if s.bf16 else contextlib.nullcontext
     state: dict = {}
@@ -150,14 +152,14 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
     if s.select == "best-validation":
         n_val = max(s.batch_size, int(round(len(train) * s.val_fraction)))
         train, val = train[n_val:], train[:n_val]
-    best = (-math.inf, None, 0) if val is not None else None
+    best: tuple[float, Any, int] | None = (-math.inf, None, 0) if val is not None else None
     every = max(1, s.steps // s.evals)
     for step in range(1, s.steps + 1):
         model.train()
         idx = train[torch.randint(len(train), (s.batch_size,), generator=gen)]
         xb, yb = x[idx], y[idx]
         with amp():
-            if method == "club":
+            if isinstance(model, GaussianConditional):  # method == "club"
                 obj, value = model.log_likelihood(xb, yb).mean(), model.club(xb, yb)
             else:
                 obj, value = _objective(method, s, model(xb, yb).float(), state)
@@ -171,7 +173,7 @@ def estimate(x, y, method: str, seed: int = 0, **settings) -> EstimateResult:
             curve.append((step, float(np.mean(values[-max(1, s.steps // 50):]))))
         if val is not None and (step % every == 0 or step == s.steps):
             v = float(np.mean(_evaluate(model, method, s, x, y, val, amp, select=True)))
-            if v > best[0]:
+            if best is not None and v > best[0]:
                 best = (v, copy.deepcopy(model.state_dict()), step)
     if best is not None and best[1] is not None:
         model.load_state_dict(best[1])

@@ -9,12 +9,13 @@ from __future__ import annotations
 import copy
 import math
 import time
+from typing import Any
 
 import numpy as np
 import torch
 
 from mi_datagen.estimators.critics import encoder
-from mi_datagen.estimators.data import split_standardise
+from mi_datagen.estimators.pairs import split_standardize
 
 
 def rmse_floor(theta_std: float, mi: float) -> float:
@@ -29,7 +30,7 @@ def regress(x, theta, seed: int = 0, steps: int = 1500, batch_size: int = 128, l
     x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     t = torch.as_tensor(np.asarray(theta), dtype=torch.float32).reshape(-1)
     gen = torch.Generator().manual_seed(seed)
-    x, train, val, test, _ = split_standardise(x, gen, test_fraction, val_fraction)
+    x, train, val, test, _ = split_standardize(x, gen, test_fraction, val_fraction)
     tm, ts = t[train].mean(), t[train].std()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -43,7 +44,8 @@ def regress(x, theta, seed: int = 0, steps: int = 1500, batch_size: int = 128, l
         net.train()
         return float(((pred - t[rows]) ** 2).mean().sqrt())
 
-    best, curve = (math.inf, None, 0), []
+    best: tuple[float, Any, int] = (math.inf, None, 0)
+    curve = []
     for step in range(1, steps + 1):
         idx = train[torch.randint(len(train), (batch_size,), generator=gen)]
         loss = ((net(x[idx]).squeeze(1) - (t[idx] - tm) / ts) ** 2).mean()

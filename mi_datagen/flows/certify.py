@@ -112,8 +112,8 @@ def local_lipschitz(net, x: torch.Tensor, label, cfg: SolverConfig, n: int, iter
     v = v / _rms(v)[:, None, None, None]
     sigma = torch.zeros(x.shape[0])
     for _ in range(iters):
-        _, jv = jvp(g, (x,), (v,))
-        _, pull = vjp(g, x)
+        jv = jvp(g, (x,), (v,))[1]
+        pull = vjp(g, x)[1]
         (jtjv,) = pull(jv)
         sigma = (_rms(jtjv) / _rms(v)).sqrt().detach().cpu()
         v = (jtjv / _rms(jtjv).clamp_min(1e-30)[:, None, None, None]).detach()

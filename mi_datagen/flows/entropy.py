@@ -1,4 +1,4 @@
-"""Ground-truth differential entropy of flowed modalities (issue 6).
+"""Ground-truth differential entropy of flowed modalities (docs/dataset.md).
 
 For x = F(w), w = S z (S = Σ^(-1/2) when the block is standardised, else I), with F injective:
     h(X) = h(Z) + log|det S| + E_z[log|det ∂F/∂w|].
@@ -28,10 +28,10 @@ def per_sample_logdets(net, w: torch.Tensor, label, cfg, *, terms: int = 10, pro
     return flow_logdet(net, w, label, cfg, terms=terms, probes=probes, seed=seed).value.double().numpy()
 
 
-def entropy_estimate(h_latent: float, log_det_standardise: float, logdets: list[np.ndarray]) -> tuple[float, float]:
+def entropy_estimate(h_latent: float, log_det_standardize: float, logdets: list[np.ndarray]) -> tuple[float, float]:
     """(nats, standard error) of h(X_set) from the exact latent entropy, the standardisation log-dets
     (summed over the set) and the per-sample flow log-dets of each block (same samples, summed per sample)."""
     total = np.sum(logdets, axis=0) if logdets else np.zeros(1)
     se = float(total.std(ddof=1) / math.sqrt(total.size)) if total.size > 1 else math.nan
-    return h_latent + log_det_standardise + float(total.mean()), se
+    return h_latent + log_det_standardize + float(total.mean()), se
 

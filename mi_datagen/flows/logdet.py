@@ -52,7 +52,7 @@ def step_logdet(net, x: torch.Tensor, label, cfg: SolverConfig, n: int, *, terms
     # channels-last inputs, has no JVP); it computes the same function, so the Jacobian is the applied map's
     with sdpa_kernel(SDPBackend.MATH):
         for _ in range(terms):
-            _, w = jvp(g, (xs,), (w,))
+            w = jvp(g, (xs,), (w,))[1]
             w = w.detach()
             traces.append((v * w).flatten(1).sum(1))
     est = series_from_traces(torch.stack(traces, -1)).reshape(probes, B)

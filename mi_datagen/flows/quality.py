@@ -16,7 +16,7 @@ from scipy import linalg
 from torch import nn
 from tqdm import tqdm
 
-from mi_datagen.flows.data import ImageData
+from mi_datagen.flows.images import ImageData
 
 
 class SmallCNN(nn.Module):

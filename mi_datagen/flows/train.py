@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from mi_datagen.flows.checkpoint import load_checkpoint, save_checkpoint
-from mi_datagen.flows.data import ImageData
+from mi_datagen.flows.images import ImageData
 from mi_datagen.flows.ode import SolverConfig, flow_map
 from mi_datagen.flows.unet import UNet, UNetConfig
 
@@ -109,7 +109,7 @@ def sample_grid(net, n_classes: int, per_class: int, path: Path, seed: int = 0,
         rows.append(torch.cat(list(x), dim=2))
     grid = torch.cat(rows, dim=1)
     arr = ((grid.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    im = Image.fromarray(arr).resize((arr.shape[1] * 2, arr.shape[0] * 2), Image.NEAREST)
+    im = Image.fromarray(arr).resize((arr.shape[1] * 2, arr.shape[0] * 2), Image.Resampling.NEAREST)
     canvas = Image.new("RGB", (im.width + 90, im.height + 14), "white")
     canvas.paste(im, (90, 14))
     d = ImageDraw.Draw(canvas)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +75,7 @@ class ResBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
         nn.init.zeros_(self.c2.weight)
-        nn.init.zeros_(self.c2.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.c2.bias))
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
@@ -116,7 +117,7 @@ class UNet(nn.Module):
         skips, ch = [chs[0]], chs[0]
         for lvl, c in enumerate(chs):
             for _ in range(cfg.num_res_blocks):
-                blocks = [ResBlock(ch, c, E, g, cfg.dropout)]
+                blocks: list[nn.Module] = [ResBlock(ch, c, E, g, cfg.dropout)]
                 ch = c
                 if lvl in cfg.attention_levels:
                     blocks.append(Attention(ch, g))
@@ -137,8 +138,9 @@ class UNet(nn.Module):
             if lvl > 0:
                 self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)]))
         self.out = nn.Sequential(nn.GroupNorm(min(g, ch), ch), nn.SiLU(), nn.Conv2d(ch, cin, 3, padding=1))
-        nn.init.zeros_(self.out[-1].weight)
-        nn.init.zeros_(self.out[-1].bias)
+        last = cast(nn.Conv2d, self.out[-1])
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(cast(torch.Tensor, last.bias))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if t.dim() == 0:
@@ -151,13 +153,13 @@ class UNet(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.inp(x)
         hs = [h]
-        for blocks in self.down:
+        for blocks in cast(list[nn.ModuleList], self.down):
             for b in blocks:
                 h = b(h, e) if isinstance(b, ResBlock) else b(h)
             hs.append(h)
         for b in self.mid:
             h = b(h, e) if isinstance(b, ResBlock) else b(h)
-        for blocks in self.up:
+        for blocks in cast(list[nn.ModuleList], self.up):
             if isinstance(blocks[0], ResBlock):
                 h = torch.cat([h, hs.pop()], dim=1)
             for b in blocks:

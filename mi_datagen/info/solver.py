@@ -8,7 +8,7 @@ singular entropies are -inf, each with a reason from :meth:`InfoSolver.explain`;
 from __future__ import annotations
 
 import math
-from typing import Iterable, Literal
+from typing import Iterable, Literal, cast
 
 import numpy as np
 
@@ -140,9 +140,9 @@ class InfoSolver:
         for a, b, c in quantities:
             v = None
             k_ac, k_bc, k_c, k_abc = frozenset(a + c), frozenset(b + c), frozenset(c), frozenset(a + b + c)
-            vals = (cache.get(k_ac), cache.get(k_bc), cache.get(k_c), cache.get(k_abc))
-            if None not in vals and len(k_abc) == len(a) + len(b) + len(c):
-                lac, lbc, lc, labc = vals
+            lac, lbc, lc, labc = cache.get(k_ac), cache.get(k_bc), cache.get(k_c), cache.get(k_abc)
+            if (lac is not None and lbc is not None and lc is not None and labc is not None
+                    and len(k_abc) == len(a) + len(b) + len(c)):
                 if lac > -math.inf and lbc > -math.inf and lc > -math.inf:
                     v = math.inf if labc == -math.inf else max(0.5 * (lac + lbc - lc - labc), 0.0)
             out.append(self.mi(a, b, c) if v is None else v)
@@ -150,9 +150,8 @@ class InfoSolver:
 
     def total_correlation(self, groups: Iterable[Iterable[str] | str]) -> float:
         """TC = Σ_i h(Z_i) − h(Z_1..Z_n) = Σ_i I(Z_1..Z_{i-1}; Z_i) (chain rule, finite-safe)."""
-        groups = [_names(g) for g in groups]
-        total, seen = 0.0, ()
-        for g in groups:
+        total, seen = 0.0, cast(tuple[str, ...], ())
+        for g in (tuple(_names(x)) for x in groups):
             if seen:
                 total += self.mi(seen, g)
             seen = seen + g

@@ -88,7 +88,7 @@ class StructuredSolver:
                 return -np.inf
             sv = np.linalg.svd(B, compute_uv=False)
             A = self.m.A[[self.m.scalar_rows[x] for x in scalars]]
-            scale = np.linalg.norm(A, 2) if A.size else 0.0
+            scale = float(np.linalg.norm(A, 2)) if A.size else 0.0
             if sv.min() <= _rank_tol(sv, B.shape, scale) or sv.min() == 0.0:
                 return -np.inf
             out += 2.0 * np.log(sv).sum()
@@ -101,10 +101,14 @@ class StructuredSolver:
         p = self.parts(vectors)
         if p is None:
             raise ValueError("singular covariance: the Mahalanobis distance is infinite")
-        n = (zs if zs is not None else zv).shape[0]
+        first = zs if zs is not None else zv
+        if first is None:
+            raise ValueError("mahalanobis needs the scalar or the vector part of z")
+        n = first.shape[0]
         out = np.zeros(n)
         y = np.zeros((n, m.K))
         if vectors:
+            assert zv is not None, "vector nodes given without their values"
             idx = [m.vector_rows[v] for v in vectors]
             Pz = np.einsum("uv,nvd->nud", p.Cinv, zv)
             out += np.einsum("nud,nud->n", zv, Pz)

@@ -107,7 +107,9 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
         by_key = {(r.a, r.b, r.given): r.nats for r in mi_recs}
         for x, y in itertools.combinations(mods, 2):
             i1, i2 = by_key[((x,), (y,), ())], by_key[((x,), (y,), t)]
-            if math.isinf(i1) and math.isinf(i2):
+            if i1 is None or i2 is None:
+                v, note = None, "undefined: I(x; y) or I(x; y | θ) is undefined"
+            elif math.isinf(i1) and math.isinf(i2):
                 v, note = None, "undefined: I(x; y) and I(x; y | θ) are both infinite"
             else:
                 v, note = i1 - i2, None

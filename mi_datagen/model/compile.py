@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import networkx as nx
@@ -12,10 +13,12 @@ from mi_datagen.spec.models import GraphSpec
 from mi_datagen.spec.templates import resolve_template
 
 
-def compile_spec(spec: GraphSpec, base_dir: str | Path = ".", template_cache: dict | None = None) -> LinearSEM:
+def compile_spec(spec: GraphSpec, base_dir: str | Path = ".", template_cache: dict | None = None,
+                 files: Mapping[str, np.ndarray] | None = None) -> LinearSEM:
     """Parameters substituted, templates resolved (and shared between edges that name the same one).
 
-    ``template_cache`` (key → array) lets repeated compiles (root finding, sweeps) skip file reads.
+    ``template_cache`` (key → array) lets repeated compiles (root finding, sweeps) skip file reads;
+    ``files`` (path as written → raw array) replaces reading file templates (a store's own copies).
     """
     g = nx.DiGraph()
     g.add_nodes_from(n.name for n in spec.nodes)
@@ -30,7 +33,7 @@ def compile_spec(spec: GraphSpec, base_dir: str | Path = ".", template_cache: di
         if e.template is not None:
             key = e.template if isinstance(e.template, str) else e.template.model_dump_json()
             if key not in cache:
-                cache[key] = resolve_template(e.template, spec.shape, named=spec.templates, base_dir=base_dir,
+                cache[key] = resolve_template(e.template, spec.shape, named=spec.templates, base_dir=base_dir, files=files,
                                               where=f"edges[{i}].template")
             if key not in keys:
                 keys.append(key)

@@ -47,7 +47,8 @@ def dense_A(sem: LinearSEM, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.
             t = sem.templates[e.template] if e.template is not None else None
             if pk == "scalar" and ck == "scalar":
                 block += e.coef * p
-            elif pk == "scalar":  # scalar → vector: template column
+            elif pk == "scalar":  # scalar → vector: template column (the spec requires one)
+                assert t is not None
                 block += e.coef * np.outer(t, p[0])
             elif ck == "scalar":  # vector → scalar: weights row
                 block += e.coef * (t @ p)[None, :]

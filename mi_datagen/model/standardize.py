@@ -19,7 +19,7 @@ from mi_datagen.model.structured import StructuredModel
 
 
 @dataclass(frozen=True)
-class BlockWhitener:
+class BlockStandardizer:
     r: float
     U: np.ndarray  # (k, d): rows are the left singular vectors of W
     s2: np.ndarray  # (k,) squared singular values
@@ -31,16 +31,16 @@ class BlockWhitener:
                 out += np.sum(z * u, axis=1)[:, None] * (g * u)
         return out
 
-    def whiten(self, z: np.ndarray) -> np.ndarray:
+    def standardize(self, z: np.ndarray) -> np.ndarray:
         """w = Σ^(-1/2) z for rows z (n, d)."""
         return self._apply(z, 1.0 / self.r, 1.0 / np.sqrt(self.r ** 2 + self.s2) - 1.0 / self.r)
 
-    def unwhiten(self, w: np.ndarray) -> np.ndarray:
+    def unstandardize(self, w: np.ndarray) -> np.ndarray:
         """z = Σ^(1/2) w."""
         return self._apply(w, self.r, np.sqrt(self.r ** 2 + self.s2) - self.r)
 
 
-def block_whitener(model: StructuredModel, node: str) -> BlockWhitener:
+def block_standardizer(model: StructuredModel, node: str) -> BlockStandardizer:
     i = model.vector_rows.get(node)
     if i is None:
         raise KeyError(f"{node!r} is not a vector node")
@@ -52,7 +52,7 @@ def block_whitener(model: StructuredModel, node: str) -> BlockWhitener:
         )
     W = model.T.T @ model.C[i]  # (d, K): the block's low-rank part
     if W.size == 0 or not np.any(W):
-        return BlockWhitener(r, np.zeros((0, model.d)), np.zeros(0))
+        return BlockStandardizer(r, np.zeros((0, model.d)), np.zeros(0))
     U, s, _ = np.linalg.svd(W, full_matrices=False)
     keep = s > s.max() * 1e-12
-    return BlockWhitener(r, U[:, keep].T.copy(), s[keep] ** 2)
+    return BlockStandardizer(r, U[:, keep].T.copy(), s[keep] ** 2)

@@ -249,6 +249,11 @@ class GraphSpec(SpecCommon):
                     f"edges[{i}].template: {e.parent} -> {e.child} maps a vector to a scalar and needs the "
                     "weights w (z_child += coef · wᵀ z_parent); add e.g. `template: ones` for the sum"
                 )
+            if pk == "scalar" and ck == "vector" and e.template is None:
+                raise ValueError(
+                    f"edges[{i}].template: {e.parent} -> {e.child} spreads a scalar over a vector and needs the "
+                    "template T (z_child += coef · T · z_parent); add e.g. `template: ones`"
+                )
         return self
 
     @model_validator(mode="after")

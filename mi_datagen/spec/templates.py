@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,10 @@ def _blob(t: BlobTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
     return out.reshape(-1)
 
 
-def _from_file(t: FileTemplate, shape: tuple[int, ...], base_dir: Path, where: str) -> np.ndarray:
-    path = Path(t.path)
-    if not path.is_absolute():
-        path = base_dir / path
+def read_template_file(path: Path, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """The raw float64 array of a template file (.npy, or an image scaled to [0, 1]), flat, checked."""
     if not path.is_file():
         raise SpecError(f"{where}.path: template file {str(path)!r} not found")
-    d = math.prod(shape)
     if path.suffix.lower() == ".npy":
         arr = np.load(path, allow_pickle=False).astype(np.float64)
     else:
@@ -74,12 +72,38 @@ def _from_file(t: FileTemplate, shape: tuple[int, ...], base_dir: Path, where: s
             c = _grid_shape(shape)[0]
             arr = np.asarray(im.convert("RGB" if c == 3 else "L"), dtype=np.float64) / 255.0
         arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+    return _checked(arr, shape, where)
+
+
+def _checked(arr: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    d = math.prod(shape)
     if arr.size != d or (arr.ndim > 1 and tuple(arr.shape) != tuple(shape)):
         raise SpecError(f"{where}.path: template of shape {list(arr.shape)} does not match the node shape "
                         f"{list(shape)} (d = {d}); save it with that shape or flat")
     if not np.all(np.isfinite(arr)):
         raise SpecError(f"{where}.path: template file holds NaN or infinite values; templates must be finite")
     return arr.reshape(-1)
+
+
+def template_file_path(t: FileTemplate, base_dir: Path | str) -> Path:
+    """Where a file template's path points (relative paths resolve against ``base_dir``)."""
+    path = Path(t.path)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def file_templates(spec) -> list[tuple[str, FileTemplate]]:
+    """The distinct file templates (by path) an explicit spec's edges use, inline or named, in edge order,
+    each with where it is written in the spec."""
+    named, out, seen = spec.templates or {}, [], set()
+    for i, e in enumerate(spec.edges):
+        if isinstance(e.template, str):
+            where, t = f"templates.{e.template}", named.get(e.template)
+        else:
+            where, t = f"edges[{i}].template", e.template
+        if isinstance(t, FileTemplate) and t.path not in seen:
+            seen.add(t.path)
+            out.append((where, t))
+    return out
 
 
 def _normalize(arr: np.ndarray, how: str, where: str) -> np.ndarray:
@@ -93,8 +117,12 @@ def _normalize(arr: np.ndarray, how: str, where: str) -> np.ndarray:
 
 
 def resolve_template(t: TemplateSpec | str, shape: tuple[int, ...], *, named: dict | None = None,
-                     base_dir: Path | str = ".", where: str = "template") -> np.ndarray:
-    """The template as a float64 vector of length d = prod(shape)."""
+                     base_dir: Path | str = ".", files: Mapping[str, np.ndarray] | None = None,
+                     where: str = "template") -> np.ndarray:
+    """The template as a float64 vector of length d = prod(shape).
+
+    A file template reads ``files[path]`` when given (the raw arrays a store keeps, by the path as
+    written in the spec), else the file at ``path`` (relative to ``base_dir``)."""
     if isinstance(t, str):
         table = {**BUILTIN_TEMPLATES, **(named or {})}
         if t not in table:
@@ -113,7 +141,10 @@ def resolve_template(t: TemplateSpec | str, shape: tuple[int, ...], *, named: di
         rng = np.random.default_rng(t.seed)
         arr = rng.standard_normal(d) if t.distribution == "normal" else rng.random(d)
     elif isinstance(t, FileTemplate):
-        arr = _from_file(t, shape, Path(base_dir), where)
+        if files is not None and t.path in files:
+            arr = _checked(np.asarray(files[t.path], dtype=np.float64), shape, where)
+        else:
+            arr = read_template_file(template_file_path(t, base_dir), shape, where)
     else:  # pragma: no cover - the discriminated union admits nothing else
         raise SpecError(f"{where}: unsupported template {t!r}")
     return _normalize(arr, t.normalize, where)

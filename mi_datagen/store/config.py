@@ -17,7 +17,7 @@ class GenerateConfig:
     seed: int = 0
     dtype: str = "float32"
     batch_size: int = 64
-    tile: int = 32  # 32-sample tiles ran ~10 % faster than 8 on this CPU (1-thread A/B, issue #3 note)
+    tile: int = 32  # 32-sample tiles ran ~10 % faster than 8 on this CPU (1-thread A/B, benchmarks/RESULTS.md)
     shard_size: int = 1024
     chunk_size: int = 16
     latents: bool = False

@@ -11,8 +11,10 @@ on tiles of ``tile`` samples aligned to the global index (``flows.ode.Tiled``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +25,13 @@ from mi_datagen.api import solver_for, table_for
 from mi_datagen.errors import StoreError, StructureError
 from mi_datagen.flows.certify import certify, require_certified
 from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
+from mi_datagen.flows.io import registry
 from mi_datagen.flows.ode import flow_map
 from mi_datagen.info.robustness import perturbed_mi
 from mi_datagen.info.solver import InfoSolver
 from mi_datagen.sampling import sample_latents
 from mi_datagen.spec.models import GraphSpec
+from mi_datagen.spec.templates import file_templates, read_template_file, template_file_path
 from mi_datagen.store import distributed as D
 from mi_datagen.store import layout
 from mi_datagen.store.config import GenerateConfig
@@ -40,11 +44,13 @@ from mi_datagen.store.manifest import (
     ModalityRecord,
     PMIRecord,
     RoundTripRecord,
+    TemplateFileRecord,
     information_manifest,
+    values_sha256,
 )
 from mi_datagen.store.modality import cert_record, modalities, roundtrip_record
 
-__all__ = ["GenerationJob"]
+__all__ = ["GenerationJob", "JobFiles"]
 
 
 def _pmi_pairs(table) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -54,18 +60,24 @@ def _pmi_pairs(table) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
 class GenerationJob:
     """One generation job; the same object on every rank and in every worker process."""
 
-    def __init__(self, spec: GraphSpec, cfg: GenerateConfig, base_dir: str | Path = "."):
-        self.spec, self.cfg, self.base_dir = spec, cfg, Path(base_dir)
+    def __init__(self, spec: GraphSpec, cfg: GenerateConfig, base_dir: str | Path = ".",
+                 files: JobFiles | None = None):
+        """``base_dir``: where the spec's relative file paths resolve; ``files``: the files already resolved
+        (a store's own template copies and flow paths, or those handed to worker processes)."""
+        self.spec, self.cfg = spec, cfg
+        self.files = files if files is not None else JobFiles.read(spec, base_dir)
         self.world = D.rank_world()[1]
         self.device = D.local_device(cfg.device)
-        self.solver: InfoSolver = solver_for(spec, base_dir)
+        self.solver: InfoSolver = solver_for(spec, files=self.files.templates)
         if self.solver.structured is None:
             raise StructureError(f"generate samples latents from the structured model, which does not apply to "
                                  f"{spec.name!r}: {self.solver.structure_note}")
         self.model = self.solver.structured
         self.shape = tuple(spec.shape)
-        self.mods = modalities(spec, self.model, self.base_dir, cfg.tile, self.device)
-        self.table = table_for(spec, base_dir)
+        self.mods = modalities(spec, self.model, base_dir, cfg.tile, self.device, self.files.flows)
+        self.files = self.files.with_flows({m.map.ref: str(m.map.flow.path.resolve()) for m in self.mods
+                                            if m.map is not None and m.map.ref not in registry()})
+        self.table = table_for(spec, solver=self.solver)
         self.pairs = _pmi_pairs(self.table) if cfg.pmi else []
         self.n_shards = -(-cfg.n // cfg.shard_size)
         self.timings: dict[str, float] = {}
@@ -87,13 +99,13 @@ class GenerationJob:
         w = self.check_inputs()
         t0 = time.perf_counter()
         for m in self.mods:
-            if m.flow is None:
+            fm = m.map
+            if fm is None:
                 continue
             zt = torch.from_numpy(w[m.name].astype(np.float32).reshape(-1, *self.shape)).to(self.device)
-            label = m.flow.label_index(m.label)
-            cert, back = certify(m.net, zt, label, m.flow.solver, lipschitz=self.cfg.lipschitz)
+            cert, back = certify(fm.net, zt, fm.index, fm.solver, lipschitz=self.cfg.lipschitz)
             require_certified(cert, self.cfg.force)
-            x = flow_map(m.net, zt, label, m.flow.solver).cpu().numpy()  # what generation must store for these
+            x = flow_map(fm.net, zt, fm.index, fm.solver).cpu().numpy()  # what generation must store for these
             self._checked[m.name] = (x, back.cpu().double().numpy().reshape(x.shape[0], -1))
             self.certs[m.name] = cert_record(cert, self.cfg.force, self.cfg.lipschitz)
         self.timings["certify"] = time.perf_counter() - t0
@@ -105,20 +117,21 @@ class GenerationJob:
         lat = sample_latents(self.model, cfg.seed, 0, k, self.spec.modality_names)
         logdets, std_ld = {}, {}
         for m in self.mods:
-            if m.flow is None:
+            fm = m.map
+            if fm is None:
                 logdets[m.name] = np.zeros(k)
             else:
                 w = torch.from_numpy(m.inputs(lat[m.name]).astype(np.float32).reshape(-1, *self.shape)).to(self.device)
-                logdets[m.name] = per_sample_logdets(m.net, w, m.flow.label_index(m.label), m.flow.solver,
+                logdets[m.name] = per_sample_logdets(fm.net, w, fm.index, fm.solver,
                                                      terms=cfg.entropy_terms, probes=cfg.entropy_probes, seed=cfg.seed)
-            std_ld[m.name] = -0.5 * self.solver.logdet([m.name]) if m.whitener is not None else 0.0
+            std_ld[m.name] = -0.5 * self.solver.logdet([m.name]) if m.standardizer is not None else 0.0
         names = [m.name for m in self.mods]
         sets = [(n,) for n in names] + [tuple(p) for p in itertools.combinations(names, 2)]
         out = []
         for s in sets:
             h_lat, ld = self.solver.entropy(list(s)), sum(std_ld[x] for x in s)
             nats, se = entropy_estimate(h_lat, ld, [logdets[x] for x in s])
-            out.append(ImageEntropyRecord(nodes=list(s), nats=nats, stderr=se, latent_nats=h_lat, standardise_logdet=ld,
+            out.append(ImageEntropyRecord(nodes=list(s), nats=nats, stderr=se, latent_nats=h_lat, standardize_logdet=ld,
                                           flow_logdet_mean=nats - h_lat - ld, n_samples=k, terms=cfg.entropy_terms,
                                           probes=cfg.entropy_probes))
         return out
@@ -128,14 +141,14 @@ class GenerationJob:
         mods = []
         for m in self.mods:
             fr = None
-            if m.flow is not None:
-                li = m.flow.label_index(m.label)
-                fr = FlowRecord(checkpoint=m.ref, file=m.flow.path.name, sha256=m.flow.sha256,
-                                step=m.flow.meta.get("step"), label=m.label, class_index=li,
-                                class_name=m.flow.classes[li])
+            fm = m.map
+            if fm is not None:
+                fr = FlowRecord(checkpoint=fm.ref, file=fm.flow.path.name, sha256=fm.flow.sha256,
+                                path=str(fm.flow.path.resolve()), step=fm.flow.meta.get("step"), label=fm.label,
+                                class_index=fm.index, class_name=fm.flow.classes[fm.index])
             mods.append(ModalityRecord(
-                name=m.name, array=layout.image(m.name), shape=list(self.shape), standardize=m.whitener is not None, flow=fr,
-                solver=m.flow.solver.to_dict() if m.flow else None, certificate=self.certs.get(m.name),
+                name=m.name, array=layout.image(m.name), shape=list(self.shape), standardize=m.standardizer is not None, flow=fr,
+                solver=fm.solver.to_dict() if fm else None, certificate=self.certs.get(m.name),
                 roundtrip=roundtrips.get(m.name)))
         return DatasetManifest(
             package_version=__version__, created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -143,6 +156,7 @@ class GenerationJob:
             chunk_size=cfg.chunk_size, tile=cfg.tile, cpu_threads=cfg.threads, device=self.device, world_size=self.world,
             theta_array=layout.THETA, latent_arrays={m.name: layout.latent(m.name) for m in self.mods} if cfg.latents else {},
             modalities=mods, pmi=[PMIRecord(a=list(a), b=list(b), array=layout.pmi(a, b)) for a, b in self.pairs],
+            template_files=list(self.files.records),
             info=information_manifest(self.spec, self.table), mi_intervals=list(intervals),
             image_entropies=list(entropies), forced=any(c.forced for c in self.certs.values()),
             complete=bool(done.all()),
@@ -170,10 +184,10 @@ class GenerationJob:
         w = self.check_inputs()
         rts = {}
         for m in self.mods:
-            x, back = self._checked.get(m.name, (None, None))
-            if x is not None and stored[m.name].dtype == x.dtype and np.array_equal(stored[m.name], x):
+            checked = self._checked.get(m.name)
+            if checked is not None and stored[m.name].dtype == checked[0].dtype and np.array_equal(stored[m.name], checked[0]):
                 # float32 bytes identical to the certified forward solve: its exact inverse is this round trip
-                src = "exact inverse of the stored float32 values (bytes equal to the certified forward solve)"
+                back, src = checked[1], "exact inverse of the stored float32 values (bytes equal to the certified forward solve)"
             else:
                 back, src = m.invert(stored[m.name], self.device), f"exact inverse of the stored {self.cfg.dtype} values"
             rts[m.name] = roundtrip_record(w[m.name], back, src)
@@ -183,31 +197,73 @@ class GenerationJob:
         """Each MI of the table next to its value after input noise of the measured round-trip size."""
         deltas = {name: r.abs_rms_max for name, r in rts.items()}
         rows = [(r.a, r.b, r.given, r.nats) for r in self.table.mutual_information]
-        perturbed = perturbed_mi(self.solver.sem, rows, deltas, {m.name: m.whitener is not None for m in self.mods})
+        perturbed = perturbed_mi(self.solver.sem, rows, deltas, {m.name: m.standardizer is not None for m in self.mods})
         return [MIIntervalRecord(a=list(a), b=list(b), given=list(c), nats=nats, nats_perturbed=p,
-                                 low=None if p is None else min(nats, p), high=None if p is None else max(nats, p))
+                                 low=None if p is None or nats is None else min(nats, p),
+                                 high=None if p is None or nats is None else max(nats, p))
                 for (a, b, c, nats), p in zip(rows, perturbed)]
 
     @classmethod
-    def from_store(cls, store, base_dir: str | Path = ".", device: str = "cpu", n_check: int = 8,
-                   entropy_samples: int = 0) -> GenerationJob:
-        """The job that wrote ``store`` (a ``Store``), for checks after the fact. ``base_dir``: where relative
-        flow paths of the store's spec resolve. The flows must be the very files the store was written with."""
+    def from_store(cls, store, device: str = "cpu", n_check: int = 8, entropy_samples: int = 0) -> GenerationJob:
+        """The job that wrote ``store`` (a ``Store``), for checks after the fact. Needs no spec folder: file
+        templates come from the store, flows from the registry or the file recorded in the manifest (the very
+        file, by sha256)."""
         man = store.manifest
         spec = GraphSpec.model_validate(man.info.spec)
         cfg = GenerateConfig(n=man.n, seed=man.seed, dtype=man.dtype, tile=man.tile, shard_size=man.shard_size,
                              chunk_size=man.chunk_size, threads=man.cpu_threads, latents=bool(man.latent_arrays),
                              pmi=bool(man.pmi), device=device, n_check=n_check, entropy_samples=entropy_samples,
                              progress=False)
-        job = cls(spec, cfg, base_dir)
+        flows = {m.flow.checkpoint: _recorded_flow(store.path, m.name, m.flow) for m in man.modalities
+                 if m.flow is not None and m.flow.checkpoint not in registry()}
+        job = cls(spec, cfg, files=JobFiles(store.template_files(), tuple(man.template_files), flows))
         recorded = {m.name: m.flow for m in man.modalities}
         for m in job.mods:
-            rec = recorded.get(m.name)
-            if m.flow is None or rec is None:
+            rec, fm = recorded.get(m.name), m.map
+            if fm is None or rec is None:
                 continue
-            if m.flow.sha256 != rec.sha256:
+            if fm.flow.sha256 != rec.sha256:
                 raise StoreError(f"{store.path}: modality {m.name} was written with flow {rec.file} (sha256 "
-                                 f"{rec.sha256[:12]}…), but {m.ref!r} now resolves to {m.flow.path.name} (sha256 "
-                                 f"{m.flow.sha256[:12]}…); pass the base folder the store's spec was generated "
-                                 "from, or restore that flow file")
+                                 f"{rec.sha256[:12]}…), but {fm.ref!r} now resolves to {fm.flow.path.name} (sha256 "
+                                 f"{fm.flow.sha256[:12]}…); restore the flow file the store was made with")
         return job
+
+
+def _recorded_flow(store_path: str, modality: str, rec: FlowRecord) -> str:
+    """The file of a flow given by path in a store's spec: where the manifest says it was, or a registered
+    flow with the same sha256."""
+    if rec.path is not None and Path(rec.path).is_file():
+        return rec.path
+    for name, entry in registry().items():
+        if entry.get("sha256") == rec.sha256:
+            return name
+    raise StoreError(f"{store_path}: modality {modality} was written with flow file {rec.path or rec.checkpoint!r} "
+                     f"(sha256 {rec.sha256[:12]}…), which is no longer there and is not a registered flow; restore "
+                     "it, or register it with `mi-datagen export-flow`")
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """The files a spec names, resolved once: raw template arrays by the path written in the spec (with
+    their records for the manifest) and flow files by checkpoint reference."""
+
+    templates: dict[str, np.ndarray] = field(default_factory=dict)
+    records: tuple[TemplateFileRecord, ...] = ()
+    flows: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, spec: GraphSpec, base_dir: str | Path) -> JobFiles:
+        arrays, records = {}, []
+        for i, (where, t) in enumerate(file_templates(spec)):
+            path = template_file_path(t, base_dir)
+            arrays[t.path] = read_template_file(path, tuple(spec.shape), where)
+            records.append(TemplateFileRecord(path=t.path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                                              array=layout.template(i), values_sha256=values_sha256(arrays[t.path])))
+        return cls(arrays, tuple(records))
+
+    def with_flows(self, flows: dict[str, str]) -> JobFiles:
+        return JobFiles(self.templates, self.records, {**self.flows, **flows})
+
+    def store_arrays(self) -> dict[str, np.ndarray]:
+        """What the store keeps of them: array path → values."""
+        return {r.array: self.templates[r.path] for r in self.records}

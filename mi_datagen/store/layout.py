@@ -5,6 +5,7 @@
     z/<modality>        (N, C, H, W) float64 latents (optional)
     pmi/<a>__<b>        (N,) float64 pointwise MI of the latents; a side of several nodes joins them with '+'
     done                (n_shards,) uint8, 1 once the shard is written
+    templates/<i>       (d,) float64, the values of the spec's i-th file template (the store needs no files)
 
 The same strings are the keys of an ``MIDataset`` sample, except that images are keyed by the bare
 modality name (``"X1"``), as a user reads them.
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 THETA = "theta"
 DONE = "done"
+TEMPLATES = "templates"
 MANIFEST = "manifest.json"
 PAIR_SEP = "__"
 SET_SEP = "+"
@@ -30,6 +32,10 @@ def image(modality: str) -> str:
 
 def latent(modality: str) -> str:
     return f"z/{modality}"
+
+
+def template(i: int) -> str:
+    return f"{TEMPLATES}/{i}"
 
 
 def pmi(a: Sequence[str], b: Sequence[str]) -> str:

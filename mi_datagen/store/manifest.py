@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from mi_datagen import __version__
 from mi_datagen.info.table import InfoTable
-from mi_datagen.spec.io import dump_spec
 from mi_datagen.spec.models import GraphSpec
 
 LN2 = math.log(2.0)
@@ -55,8 +55,22 @@ class InformationManifest(_Out):
     interaction_information: list[MIRecordModel]
 
 
-def spec_sha256(spec: GraphSpec) -> str:
-    return hashlib.sha256(dump_spec(spec).encode()).hexdigest()
+def values_sha256(values) -> str:
+    """sha256 of an array's values as little-endian float64 bytes."""
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype="<f8").tobytes()).hexdigest()
+
+
+def canonical_json(data) -> str:
+    """Key-sorted, compact JSON: the same text for the same data whatever the YAML or pydantic version."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def spec_sha256(spec: GraphSpec | dict) -> str:
+    """sha256 of the canonical JSON of an explicit spec (a GraphSpec or its ``model_dump(mode="json")``)."""
+    data = spec.model_dump(mode="json") if isinstance(spec, GraphSpec) else spec
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
 
 def information_manifest(spec: GraphSpec, table: InfoTable) -> InformationManifest:
@@ -94,6 +108,8 @@ class FlowRecord(_Out):
     checkpoint: str
     file: str
     sha256: str
+    # the file it was read from when generated (a registered flow is found again by its name)
+    path: str | None = None
     step: int | None
     label: str | int
     class_index: int
@@ -121,6 +137,16 @@ class RoundTripRecord(_Out):
     rel_rms_mean: float
     abs_rms_max: float
     max_abs: float
+
+
+class TemplateFileRecord(_Out):
+    """A file template of the spec: its content hash and the store array holding its values, so the
+    store reopens without the spec's folder."""
+
+    path: str  # as written in the spec
+    sha256: str  # of the file's bytes
+    array: str
+    values_sha256: str  # of the stored float64 values (little-endian bytes): what reopening checks
 
 
 class ModalityRecord(_Out):
@@ -152,7 +178,8 @@ class ImageEntropyRecord(_Out):
     nats: float
     stderr: float
     latent_nats: float
-    standardise_logdet: float
+    # stores written before 0.2 spell it standardise_logdet
+    standardize_logdet: float = Field(validation_alias=AliasChoices("standardize_logdet", "standardise_logdet"))
     flow_logdet_mean: float
     n_samples: int
     terms: int
@@ -186,6 +213,7 @@ class DatasetManifest(_Out):
     latent_arrays: dict[str, str]
     modalities: list[ModalityRecord]
     pmi: list[PMIRecord]
+    template_files: list[TemplateFileRecord] = []
     info: InformationManifest
     mi_intervals: list[MIIntervalRecord]
     mi_interval_method: str = MI_INTERVAL_METHOD
@@ -205,11 +233,12 @@ class DatasetManifest(_Out):
 
     def generation_key(self) -> dict:
         """What must match for ``--resume`` to continue this store."""
-        return {"spec_sha256": self.info.spec_sha256, "n": self.n, "seed": self.seed, "dtype": self.dtype,
+        return {"spec_sha256": spec_sha256(self.info.spec), "n": self.n, "seed": self.seed, "dtype": self.dtype,
                 "shard_size": self.shard_size, "chunk_size": self.chunk_size, "tile": self.tile,
                 "cpu_threads": self.cpu_threads,
                 "latents": sorted(self.latent_arrays),
                 "pmi": sorted(r.array for r in self.pmi),
+                "template_files": [(t.path, t.sha256) for t in self.template_files],
                 "flows": [(m.name, m.flow.sha256 if m.flow else None, m.solver) for m in self.modalities]}
 
 

@@ -12,60 +12,82 @@ from mi_datagen.errors import CertificationError, ConfigError, SpecError
 from mi_datagen.flows.certify import invert
 from mi_datagen.flows.io import Flow, load_flow, registry
 from mi_datagen.flows.ode import Tiled, flow_map
-from mi_datagen.model.standardize import BlockWhitener, block_whitener
+from mi_datagen.model.standardize import BlockStandardizer, block_standardizer
 from mi_datagen.spec.models import GraphSpec
 from mi_datagen.store.manifest import CertificateRecord, RoundTripRecord
+
+
+@dataclass(frozen=True)
+class FlowMap:
+    """A modality's flow: the file (``ref`` as the spec names it), the class it maps to and the tiled net."""
+
+    flow: Flow
+    ref: str
+    label: str | int
+    net: Tiled
+
+    @property
+    def index(self) -> int:
+        return self.flow.label_index(self.label)
+
+    @property
+    def solver(self):
+        return self.flow.solver
 
 
 @dataclass
 class Modality:
     name: str
-    whitener: BlockWhitener | None
-    flow: Flow | None
-    ref: str | None
-    label: str | int | None
-    net: Tiled | None
+    standardizer: BlockStandardizer | None
+    map: FlowMap | None  # None: the identity (the latent block is stored as it is)
 
     def inputs(self, z: np.ndarray) -> np.ndarray:
         """The flow input w (float64, (n, d)): standardised or not."""
-        return self.whitener.whiten(z) if self.whitener is not None else z
+        return self.standardizer.standardize(z) if self.standardizer is not None else z
 
     def apply(self, w: np.ndarray, cfg, device: str, shape) -> np.ndarray:
         """x = F(w) as float32 (n, *shape); the identity for a modality without a flow."""
-        if self.flow is None:
+        fm = self.map
+        if fm is None:
             return w.astype(np.float32).reshape(-1, *shape)
         outs = []
         for i in range(0, w.shape[0], cfg.flow_batch):
             zt = torch.from_numpy(w[i:i + cfg.flow_batch].astype(np.float32).reshape(-1, *shape)).to(device)
-            outs.append(flow_map(self.net, zt, self.flow.label_index(self.label), self.flow.solver).cpu().numpy())
+            outs.append(flow_map(fm.net, zt, fm.index, fm.solver).cpu().numpy())
         return np.concatenate(outs)
 
     def invert(self, x: np.ndarray, device: str) -> np.ndarray:
-        if self.flow is None:
+        fm = self.map
+        if fm is None:
             return x.astype(np.float64).reshape(x.shape[0], -1)
         xt = torch.from_numpy(x.astype(np.float32)).to(device)
         try:
-            z = invert(self.net, xt, self.flow.label_index(self.label), self.flow.solver)
+            z = invert(fm.net, xt, fm.index, fm.solver)
         except CertificationError:  # a forced, uncertified map: no exact inverse to measure
             return np.full((x.shape[0], int(np.prod(x.shape[1:]))), np.inf)
         return z.cpu().double().numpy().reshape(x.shape[0], -1)
 
 
-def resolve_flow(ref: str, base_dir: Path, device: str) -> Flow:
+def resolve_flow(ref: str, base_dir: str | Path, device: str, files: dict[str, str] | None = None) -> Flow:
+    """A registered flow by name, or a flow file (``files[ref]`` when given, else ``ref`` relative to
+    ``base_dir``)."""
+    if files and ref in files:
+        return load_flow(files[ref], device)
     if ref in registry():
         return load_flow(ref, device)
     p = Path(ref)
-    return load_flow(p if p.is_absolute() else base_dir / p, device)
+    return load_flow(p if p.is_absolute() else Path(base_dir) / p, device)
 
 
-def modalities(spec: GraphSpec, model, base_dir: Path, tile: int, device: str) -> list[Modality]:
+def modalities(spec: GraphSpec, model, base_dir: str | Path, tile: int, device: str,
+               flow_files: dict[str, str] | None = None) -> list[Modality]:
     mods, shape = [], tuple(spec.shape)
     for i, m in enumerate(spec.modalities):
-        wh = block_whitener(model, m.node) if m.standardize else None
-        flow = net = ref = label = None
+        wh = block_standardizer(model, m.node) if m.standardize else None
+        fm = None
         if m.flow is not None:
             ref, label = m.flow.checkpoint, m.flow.label
-            flow = resolve_flow(ref, base_dir, device)
+            flow = resolve_flow(ref, base_dir, device, flow_files)
             if flow.shape != shape:
                 raise ConfigError(f"modalities[{i}].flow: {ref!r} maps images of shape {list(flow.shape)}, "
                                   f"but the spec's shape is {list(shape)}; use a flow trained at that size")
@@ -73,11 +95,9 @@ def modalities(spec: GraphSpec, model, base_dir: Path, tile: int, device: str) -
                 flow.label_index(label)  # fails early with the list of classes
             except SpecError as e:
                 raise SpecError(f"modalities[{i}].flow.label: {e}") from None
-            net = Tiled(flow.net, tile)
-        mods.append(Modality(m.node, wh, flow, ref, label, net))
+            fm = FlowMap(flow, ref, label, Tiled(flow.net, tile))
+        mods.append(Modality(m.node, wh, fm))
     return mods
-
-
 
 def cert_record(cert, forced: bool, lipschitz: bool) -> CertificateRecord:
     return CertificateRecord(

@@ -129,6 +129,20 @@ class Store:
             key = layout.pmi(b, a)
         return self.read(key, rows)
 
+    def template_files(self) -> dict[str, np.ndarray]:
+        """The spec's file templates as the store keeps them (path as written → raw float64 values), each
+        checked against the sha256 of the file's values recorded at generation."""
+        from mi_datagen.store.manifest import values_sha256
+
+        out = {}
+        for r in self.manifest.template_files:
+            values = np.asarray(self.group[r.array][:], dtype=np.float64)
+            if values_sha256(values) != r.values_sha256:
+                raise StoreError(f"{self.path}: the stored values of template file {r.path!r} ({r.array}) do not "
+                                 "match their recorded sha256; the store is corrupted: regenerate it")
+            out[r.path] = values
+        return out
+
     def __repr__(self) -> str:
         return (f"Store({self.path!r}, spec={self.manifest.info.spec_name!r}, n={self.n}, "
                 f"modalities={self.modalities}, {'complete' if self.complete else 'incomplete'})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from mi_datagen.store import zarr_store as zs
 from mi_datagen.store.config import GenerateConfig
 from mi_datagen.store.job import GenerationJob
 from mi_datagen.store.manifest import DatasetManifest
+
+if TYPE_CHECKING:
+    import zarr
 
 __all__ = ["Plan", "plan", "StoreWriter", "write_store"]
 
@@ -72,7 +76,7 @@ class StoreWriter:
         self.job, self.out, self.cfg = job, str(out), job.cfg
         self.replace_other_jobs = replace_other_jobs
         self.rank, self.world = D.rank_world()
-        self._group = None
+        self._group: zarr.Group | None = None
 
     def prepare(self) -> Plan:
         """Rank 0: certify, then create the store (or check that ``resume`` continues the same job)."""
@@ -84,7 +88,8 @@ class StoreWriter:
             g = zs.create_arrays(self.out, n=self.cfg.n, shape=job.shape, modalities=[m.name for m in job.mods],
                                  dtype=self.cfg.dtype, shard_size=self.cfg.shard_size, chunk_size=self.cfg.chunk_size,
                                  latents=[m.name for m in job.mods] if self.cfg.latents else [],
-                                 pmi_arrays=[layout.pmi(a, b) for a, b in job.pairs], overwrite=p is Plan.REPLACE)
+                                 pmi_arrays=[layout.pmi(a, b) for a, b in job.pairs], overwrite=p is Plan.REPLACE,
+                                 templates=job.files.store_arrays())
             zs.write_manifest(self.out, fresh, g)
         return p
 
@@ -94,10 +99,11 @@ class StoreWriter:
 
         if self._group is None:
             self._group = zarr.open_group(self.out, mode="r+")
+        g = self._group
         lo, hi = zs.shard_range(i, self.cfg.n, self.cfg.shard_size)
         for key, arr in self.job.compute_shard(lo, hi).items():
-            self._group[key][lo:hi] = arr
-        self._group[layout.DONE][i] = 1
+            zs.array(g, key)[lo:hi] = arr
+        zs.array(g, layout.DONE)[i] = 1
         return hi - lo
 
     def work(self) -> None:
@@ -114,7 +120,7 @@ class StoreWriter:
             if k > 1:  # local worker processes, one shard per task; bytes do not depend on who does which
                 ctx = torch.multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(k, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(job.spec, self.out, cfg, job.base_dir)) as pool:
+                                         initargs=(job.spec, self.out, cfg, job.files)) as pool:
                     for count in as_completed([pool.submit(_write_shard, i) for i in mine]):
                         bar.update(count.result())
             else:
@@ -131,7 +137,7 @@ class StoreWriter:
         t0 = time.perf_counter()
         g = zarr.open_group(self.out, mode="r+")
         k = min(self.cfg.n_check, self.cfg.n)
-        rts = job.roundtrips({m.name: np.asarray(g[layout.image(m.name)][:k]) for m in job.mods})
+        rts = job.roundtrips({m.name: np.asarray(zs.array(g, layout.image(m.name))[:k]) for m in job.mods})
         intervals = job.mi_intervals(rts)
         job.timings["roundtrip"] = time.perf_counter() - t0
         entropies = []
@@ -180,10 +186,10 @@ def numerics(cfg: GenerateConfig) -> None:
 _WORKER: StoreWriter | None = None
 
 
-def _init_worker(spec, out, cfg, base_dir) -> None:
+def _init_worker(spec, out, cfg, files) -> None:
     global _WORKER
     numerics(cfg)
-    _WORKER = StoreWriter(GenerationJob(spec, cfg, base_dir), out)
+    _WORKER = StoreWriter(GenerationJob(spec, cfg, files=files), out)
 
 
 def _write_shard(i: int) -> int:

@@ -7,6 +7,7 @@
     <store>/z/<modality>         (N, C, H, W) float64 latents (optional)
     <store>/pmi/<a>__<b>         (N,) float64 pointwise MI of the latents
     <store>/done                 (n_shards,) uint8, one chunk per shard: 1 once the shard is written
+    <store>/templates/<i>        (d,) float64, the spec's file templates (written once, at creation)
 
 A shard is the unit of work, of writing and of completion: each shard of every array is its own
 object, so ranks writing different shards never touch the same object.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -29,7 +31,7 @@ from mi_datagen.store.manifest import STORE_FORMAT, DatasetManifest
 
 MANIFEST = layout.MANIFEST
 # top-level entries a store of ours may hold: anything else is someone else's and is never deleted
-OWN_ENTRIES = frozenset({"zarr.json", MANIFEST, "x", "z", "pmi", layout.THETA, layout.DONE})
+OWN_ENTRIES = frozenset({"zarr.json", MANIFEST, "x", "z", "pmi", layout.THETA, layout.DONE, layout.TEMPLATES})
 
 
 def _fs(path: str):
@@ -103,25 +105,35 @@ def compressor() -> BloscCodec:
 
 def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list[str], dtype: str,
                   shard_size: int, chunk_size: int, latents: list[str], pmi_arrays: list[str],
-                  overwrite: bool) -> zarr.Group:
+                  overwrite: bool, templates: dict[str, np.ndarray] | None = None) -> zarr.Group:
     g = zarr.open_group(str(path), mode="w" if overwrite else "w-")
     n_shards = max(1, -(-n // shard_size))
-    img = dict(shape=(n, *shape), chunks=(chunk_size, *shape), shards=(shard_size, *shape),
+    img: dict[str, Any] = dict(shape=(n, *shape), chunks=(chunk_size, *shape), shards=(shard_size, *shape),
                compressors=compressor(), fill_value=0.0)
     for m in modalities:
         g.create_array(layout.image(m), dtype=dtype, **img)
     for m in latents:
         g.create_array(layout.latent(m), dtype="float64", **img)
-    vec = dict(shape=(n,), chunks=(shard_size,), dtype="float64", compressors=compressor(), fill_value=0.0)
+    vec: dict[str, Any] = dict(shape=(n,), chunks=(shard_size,), dtype="float64", compressors=compressor(), fill_value=0.0)
     g.create_array(layout.THETA, **vec)
     for path in pmi_arrays:
         g.create_array(path, **vec)
+    for path, values in (templates or {}).items():
+        g.create_array(path, shape=values.shape, dtype="float64", compressors=compressor(), fill_value=0.0)[:] = values
     g.create_array(layout.DONE, shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
     return g
 
 
+def array(group: zarr.Group, path: str) -> zarr.Array:
+    """The array at ``path`` of a store's group (an error, not a group, if the layout was tampered with)."""
+    node = group[path]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"{group.store}: {path!r} is not an array; the store is damaged: regenerate it")
+    return node
+
+
 def shards_done(group: zarr.Group) -> np.ndarray:
-    return np.asarray(group[layout.DONE][:], dtype=bool)
+    return np.asarray(array(group, layout.DONE)[:], dtype=bool)
 
 
 def shard_range(i: int, n: int, shard_size: int) -> tuple[int, int]:

@@ -33,10 +33,10 @@ def _imagefolder(root: Path, image_size: int | None) -> tuple[np.ndarray, np.nda
         raise DataError(f"{root}: no images found (ImageFolder layout: root/<class>/<image>)")
     arrs = []
     for path, _ in tqdm(ds.samples, desc=f"reading {root.name}", unit="img", mininterval=2):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as f:
+            im = f.convert("RGB")
             if image_size and im.size != (image_size, image_size):
-                im = im.resize((image_size, image_size), Image.BICUBIC)
+                im = im.resize((image_size, image_size), Image.Resampling.BICUBIC)
             arrs.append(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1))
     return np.stack(arrs), np.asarray(ds.targets, np.int64), list(ds.classes)
 

@@ -33,7 +33,7 @@ def load_pair(store: str | Store, a: list[str], b: list[str]) -> tuple[np.ndarra
     return _side(store, list(a)), _side(store, list(b)), store.mi(a, b)
 
 
-def split_standardise(x: torch.Tensor, gen: torch.Generator, test_fraction: float, val_fraction: float):
+def split_standardize(x: torch.Tensor, gen: torch.Generator, test_fraction: float, val_fraction: float):
     """Seeded test / validation / train row indices (in that order of the permutation) and x standardised
     per feature with the training rows' statistics. Returns (x, train, val, test, std)."""
     perm = torch.randperm(x.shape[0], generator=gen)

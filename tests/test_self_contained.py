@@ -1,0 +1,108 @@
+"""A store is self-contained: its spec hash is canonical JSON, its file templates live in the store
+(checked by sha256), its flows are found again by the path and sha256 the manifest records, and it
+reopens for checks from any folder without the spec's folder."""
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from mi_datagen.api import load_and_expand
+from mi_datagen.errors import StoreError
+from mi_datagen.spec.io import loads_spec
+from mi_datagen.store.generate import GenerateConfig, generate
+from mi_datagen.store.job import GenerationJob
+from mi_datagen.store.manifest import spec_sha256
+from mi_datagen.store.store import Store
+
+from .conftest import TINY_SPEC, make_tiny_flow
+
+torch.set_num_threads(1)
+
+CFG = dict(n=32, shard_size=16, chunk_size=16, tile=8, progress=False)
+
+
+def test_spec_hash_is_canonical_json_whatever_the_yaml_layout():
+    a = loads_spec("family: canonical\nname: s\nshape: [4]\neta: [1.0]\nrho_tilde: [[0.3], [0.3]]\n"
+                   "rho_hat: [[1.0, 0.0], [0.0, 1.0]]\n").to_graph()
+    b = loads_spec("name: s\nrho_hat: [[1.0, 0.0],\n          [0.0, 1.0]]\nfamily: canonical\n"
+                   "rho_tilde:\n  - [0.3]\n  - [0.3]\neta: [1.0]\nshape: [4]\n").to_graph()
+    assert spec_sha256(a) == spec_sha256(b)
+    # the definition: sha256 of key-sorted compact JSON of the spec's JSON form
+    text = json.dumps(a.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert spec_sha256(a) == hashlib.sha256(text.encode()).hexdigest()
+    c = loads_spec("family: canonical\nname: s\nshape: [4]\neta: [1.0]\nrho_tilde: [[0.31], [0.3]]\n"
+                   "rho_hat: [[1.0, 0.0], [0.0, 1.0]]\n").to_graph()
+    assert spec_sha256(c) != spec_sha256(a)
+
+
+@pytest.fixture
+def file_spec(tmp_path):
+    """A spec folder whose tiny flow-mapped spec takes its common cause through a .npy template; the flow
+    is beside the folder (``../flows/tiny.pt``)."""
+    d = tmp_path / "spec"
+    d.mkdir()
+    (tmp_path / "flows").mkdir()
+    make_tiny_flow(tmp_path / "flows" / "tiny.pt")
+    rng = np.random.default_rng(3)
+    np.save(d / "t.npy", rng.standard_normal((3, 8, 8)))
+    text = TINY_SPEC.format(checkpoint="../flows/tiny.pt", standardize="true")
+    text += "template: [[{kind: file, path: t.npy, normalize: rms}], [{kind: file, path: t.npy, normalize: rms}]]\n"
+    (d / "s.yaml").write_text(text)
+    return d
+
+
+def test_store_reopens_without_its_spec_folder(file_spec, tmp_path, monkeypatch):
+    out = tmp_path / "s.zarr"
+    spec = load_and_expand(file_spec / "s.yaml")[0]
+    man = generate(spec, out, GenerateConfig(**CFG), file_spec)
+    (rec,) = man.template_files
+    assert rec.path == "t.npy" and rec.sha256 == hashlib.sha256((file_spec / "t.npy").read_bytes()).hexdigest()
+    values = np.load(file_spec / "t.npy").reshape(-1)
+    shutil.rmtree(file_spec)  # the spec and its template file are gone; the flow stays where it was
+    monkeypatch.chdir(tmp_path / "flows")  # and the check runs from another folder
+    st = Store(out)
+    assert np.array_equal(st.template_files()["t.npy"], values)  # no t.npy anywhere: read from the store
+    job = GenerationJob.from_store(st)
+    assert job.generation_key() == st.manifest.generation_key()
+    assert np.array_equal(job.compute_shard(0, 4)["x/X1"], np.asarray(st.images("X1", slice(0, 4))))
+
+
+def test_reopening_refuses_a_changed_or_missing_flow_file(file_spec, tmp_path):
+    out = tmp_path / "s.zarr"
+    generate(load_and_expand(file_spec / "s.yaml")[0], out, GenerateConfig(**CFG), file_spec)
+    flow = file_spec.parent / "flows" / "tiny.pt"
+    make_tiny_flow(flow, seed=5)
+    with pytest.raises(StoreError, match=r"modality X1 was written with flow tiny.pt .* now resolves to tiny.pt"):
+        GenerationJob.from_store(Store(out))
+    flow.unlink()
+    with pytest.raises(StoreError, match=r"no longer there and is not a registered flow"):
+        GenerationJob.from_store(Store(out))
+
+
+def test_a_corrupted_stored_template_is_refused(file_spec, tmp_path):
+    import zarr
+
+    out = tmp_path / "s.zarr"
+    generate(load_and_expand(file_spec / "s.yaml")[0], out, GenerateConfig(**CFG), file_spec)
+    g = zarr.open_group(str(out), mode="r+")
+    g["templates/0"][5] = 0.5
+    with pytest.raises(StoreError, match=r"template file 't.npy' .* do not match their recorded sha256"):
+        Store(out).template_files()
+
+
+def test_resume_refuses_a_changed_template_file_and_accepts_a_legacy_spec_hash(file_spec, tmp_path):
+    out = tmp_path / "s.zarr"
+    spec = load_and_expand(file_spec / "s.yaml")[0]
+    generate(spec, out, GenerateConfig(**CFG), file_spec)
+    # a manifest written before the hash was canonical JSON (any other text there) still resumes
+    raw = json.loads((out / "manifest.json").read_text())
+    raw["info"]["spec_sha256"] = "0" * 64
+    (out / "manifest.json").write_text(json.dumps(raw))
+    generate(spec, out, GenerateConfig(resume=True, **CFG), file_spec)
+    np.save(file_spec / "t.npy", np.ones((3, 8, 8)))
+    with pytest.raises(StoreError, match=r"different settings \(template_files\)"):
+        generate(spec, out, GenerateConfig(resume=True, **CFG), file_spec)
