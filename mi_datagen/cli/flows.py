@@ -169,38 +169,69 @@ def train_classifier_cmd(
                   f"{info['wall_s'] / 60:.1f} min; wrote {out}")
 
 
+@app.command("train-judge")
+def train_judge_cmd(
+    data: str = typer.Option(..., help="training images: cifar10:ROOT or imagefolder:PATH"),
+    test_data: str = typer.Option(..., help="held-out images, same forms"),
+    run_dir: Path = typer.Option(Path("runs/judge"), help="checkpoints after every epoch; a rerun resumes"),
+    out: Path = typer.Option(Path("checkpoints/judge.pt"), help="the judge file to write (weights + record)"),
+    epochs: float = typer.Option(10.0), batch_size: int = typer.Option(1024), seed: int = typer.Option(0),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="default: where the CPU has native bf16"),
+    threads: int = typer.Option(0), download: bool = typer.Option(False),
+    cache_dir: Path = typer.Option(Path("data/cache")),
+) -> None:
+    """Train the judge (airbench94-style CIFAR-10 classifier) that scores flows; resumable."""
+    from mi_datagen.flows.checkpoint import save_checkpoint
+    from mi_datagen.flows.images import load_images
+    from mi_datagen.flows.judge import JudgeConfig, evaluate, train_judge
+
+    train = load_images(*_parse_data(data), cache_dir=cache_dir, download=download)
+    test = load_images(*_parse_data(test_data), train=False, cache_dir=cache_dir, download=download)
+    cfg = JudgeConfig(epochs=epochs, batch_size=batch_size, seed=seed, bf16=bf16, threads=threads)
+    net, record = train_judge(train, run_dir, cfg, test=test)
+    record.update(test_accuracy=evaluate(net, test), classes=list(train.classes),
+                  data=train.description, test=test.description)
+    save_checkpoint({"format": "mi-datagen-judge/1", "model": net.state_dict(), "record": json.dumps(record)}, out)
+    say(f"train-judge: test accuracy {record['test_accuracy']:.4f} after {record['epochs_done']} epochs, "
+        f"{record['wall_s'] / 60:.1f} min; wrote {out}")
+
+
 @app.command("flow-quality")
 def flow_quality_cmd(
-    flow: str = typer.Argument("default"), classifier: Path = typer.Option(Path("checkpoints/classifier.pt")),
+    flow: str = typer.Argument("default"),
+    judge: Path = typer.Option(Path("checkpoints/judge.pt"), help="the judge (train-judge) or an older classifier file"),
     data: str = typer.Option(..., help="real train images"), test_data: str = typer.Option(..., help="real test images"),
     n: int = typer.Option(500, help="generated images per class"), json_out: Optional[Path] = typer.Option(None, "--json"),
     cache_dir: Path = typer.Option(Path("data/cache")), threads: int = typer.Option(0),
 ) -> None:
-    """Class consistency and Fréchet distance (classifier features) of a flow, per class."""
+    """Per class: consistency (next to the judge's real accuracy), Fréchet distance next to the real floor,
+    precision and recall, all in the judge's features; the flow issue's targets marked."""
     import torch
 
-    from mi_datagen.flows.checkpoint import load_checkpoint
     from mi_datagen.flows.images import load_images
     from mi_datagen.flows.io import load_flow
-    from mi_datagen.flows.quality import SmallCNN, evaluate_flow
+    from mi_datagen.flows.judge import load_judge
+    from mi_datagen.flows.quality import evaluate_flow
 
     if threads:
         torch.set_num_threads(threads)
     f = load_flow(flow)
-    ck = load_checkpoint(classifier)
     train = load_images(*_parse_data(data), cache_dir=cache_dir)
     test = load_images(*_parse_data(test_data), train=False, cache_dir=cache_dir)
-    clf = SmallCNN(len(train.classes))
-    clf.load_state_dict(ck["model"])
-    rows = evaluate_flow(f, clf.eval(), train, test, n_per_class=n)
-    t = Table(title=f"{f.path.name} (step {f.meta.get('step')}), {n} generated images per class")
-    for col in ("class", "consistency", "FD gen vs test", "FD train vs test"):
+    rows = evaluate_flow(f, load_judge(judge, len(train.classes)), train, test, n_per_class=n)
+    t = Table(title=f"{f.path.name} (step {f.meta.get('step')}), {n} generated images per class, judge {judge.name}")
+    for col in ("class", "consistency", "real acc.", "FD gen vs test", "FD floor", "precision", "recall", "targets met"):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r.label, f"{r.consistency:.3f}", f"{r.fd_generated_vs_test:.2f}", f"{r.fd_train_vs_test:.2f}")
+        met = r.targets_met()
+        t.add_row(r.label, f"{r.consistency:.3f}", f"{r.real_accuracy:.3f}", f"{r.fd_generated_vs_test:.2f}",
+                  f"{r.fd_train_vs_test:.2f}", f"{r.precision:.3f}", f"{r.recall:.3f}",
+                  f"{sum(bool(v) for v in met.values())}/{len(met)}")
     out.print(t)
     if json_out:
         from dataclasses import asdict
 
         json_out.write_text(json.dumps({"flow": str(f.path), "flow_sha256": f.sha256, "step": f.meta.get("step"),
-                                        "n_per_class": n, "classes": [asdict(r) for r in rows]}, indent=2))
+                                        "judge": str(judge), "n_per_class": n,
+                                        "classes": [{**asdict(r), "targets_met": r.targets_met()} for r in rows]},
+                                       indent=2))

@@ -1,14 +1,21 @@
-"""Quality figures for the model card, measured by a classifier we train on the real data.
+"""Quality figures for the model card, measured by a classifier trained on the real data (the judge,
+``flows.judge``; ``SmallCNN`` is the earlier, weaker one, kept to re-read old figures).
 
-(a) class consistency: accuracy of the classifier on generated images of each class;
-(b) Fréchet distance in the classifier's penultimate feature space between generated and real
-    test images per class, next to the same distance between real train and real test images.
+Per class:
+(a) consistency: the judge's accuracy on generated images of the class, next to its accuracy on real
+    test images of the class;
+(b) Fréchet distance in the judge's features between generated and real test images, next to the
+    same distance between real train and real test images (the floor);
+(c) precision and recall: k-NN manifold estimates in the same features (Kynkäänniemi et al. 2019):
+    the share of generated images inside the real images' k-NN balls, and of real images inside the
+    generated images' balls.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,8 +80,9 @@ def train_classifier(train: ImageData, epochs: int = 5, batch_size: int = 128, l
 
 
 @torch.no_grad()
-def predict(net: SmallCNN, x: torch.Tensor, bs: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels, features) for images in [-1, 1] (clamped: the classifier saw real images)."""
+def predict(net: Any, x: torch.Tensor, bs: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted labels, features) for images in [-1, 1] (clamped: the classifier saw real images); ``net``
+    has ``features`` and a linear ``head``."""
     preds, feats = [], []
     for i in range(0, len(x), bs):
         xb = x[i:i + bs].clamp(-1, 1)
@@ -99,15 +107,39 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(sa + sb - 2.0 * covmean))
 
 
+def _knn_radii(a: torch.Tensor, k: int) -> torch.Tensor:
+    d = torch.cdist(a, a)
+    return d.kthvalue(k + 1, dim=1).values  # the 0th neighbour is the point itself
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """k-NN precision and recall of ``fake`` against ``real`` features (Kynkäänniemi et al. 2019)."""
+    r, f = torch.from_numpy(real).double(), torch.from_numpy(fake).double()
+    cross = torch.cdist(f, r)  # (n_fake, n_real)
+    precision = (cross <= _knn_radii(r, k)[None, :]).any(1).double().mean()
+    recall = (cross.T <= _knn_radii(f, k)[None, :]).any(1).double().mean()
+    return float(precision), float(recall)
+
+
 @dataclass
 class ClassQuality:
     label: str
-    consistency: float  # classifier accuracy on generated images of this class
+    consistency: float  # the judge's accuracy on generated images of this class
     fd_generated_vs_test: float
     fd_train_vs_test: float  # the same distance between two real samples (the floor)
+    real_accuracy: float | None = None  # the judge's accuracy on real test images of this class
+    precision: float | None = None
+    recall: float | None = None
+
+    def targets_met(self) -> dict[str, bool | None]:
+        """The flow issue's targets: consistency ≥ 0.85 × real accuracy, FD ≤ 2 × floor, P and R ≥ 0.5."""
+        return {"consistency": None if self.real_accuracy is None else self.consistency >= 0.85 * self.real_accuracy,
+                "fd": self.fd_generated_vs_test <= 2 * self.fd_train_vs_test,
+                "precision": None if self.precision is None else self.precision >= 0.5,
+                "recall": None if self.recall is None else self.recall >= 0.5}
 
 
-def evaluate_flow(flow, clf: SmallCNN, train: ImageData, test: ImageData, n_per_class: int = 500,
+def evaluate_flow(flow, clf: nn.Module, train: ImageData, test: ImageData, n_per_class: int = 500,
                   seed: int = 0, quiet: bool = False) -> list[ClassQuality]:
     """Per class: generate ``n_per_class`` images with the flow's certified solver, score them."""
     gen = torch.Generator().manual_seed(seed)
@@ -119,8 +151,9 @@ def evaluate_flow(flow, clf: SmallCNN, train: ImageData, test: ImageData, n_per_
         pred, f_gen = predict(clf, x)
         te = np.flatnonzero(test.labels == c)
         tr = rng.choice(np.flatnonzero(train.labels == c), size=min(len(te), n_per_class), replace=False)
-        _, f_test = predict(clf, torch.from_numpy(test.to_unit(te)))
+        p_test, f_test = predict(clf, torch.from_numpy(test.to_unit(te)))
         _, f_train = predict(clf, torch.from_numpy(train.to_unit(tr)))
+        p, r = precision_recall(f_test, f_gen)
         out.append(ClassQuality(name, float((pred == c).mean()), frechet_distance(f_gen, f_test),
-                                frechet_distance(f_train, f_test)))
+                                frechet_distance(f_train, f_test), float((p_test == c).mean()), p, r))
     return out
