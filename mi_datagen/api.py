@@ -40,6 +40,23 @@ def solve_parameter(spec: SpecLike, parameter: str, q: QuantitySpec, nats: float
     )
 
 
+def _explicit(spec: SpecLike) -> GraphSpec:
+    """The explicit, substituted graph of a spec or family; what its generator gets wrong is a SpecError."""
+    from pydantic import ValidationError
+
+    from mi_datagen.spec.io import format_validation_error
+
+    try:
+        return spec.to_graph().substituted()
+    except SpecError as err:
+        raise SpecError(f"{spec.name}: {err}") from None
+    except ValidationError as err:  # a family whose generated graph breaks a rule (e.g. a name collision)
+        raise SpecError(format_validation_error(err, f"{spec.name} (as expanded)").replace("\n", ";")) from None
+    except (OverflowError, ZeroDivisionError) as err:  # e.g. α^i underflowing or overflowing in a decay family
+        raise SpecError(f"{spec.name}: the family's coefficients cannot be computed ({err}); use smaller "
+                        "exponents or fewer modalities") from None
+
+
 def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
     """Explicit, numeric specs: families expanded, ``solve`` solved, ``sweep`` unrolled (one per member)."""
     cache: dict = {}
@@ -69,7 +86,7 @@ def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
         members = [(spec, None, spec.name)]
     out = []
     for member, member_note, name in members:
-        g = member.to_graph().substituted()
+        g = _explicit(member)
         desc = "\n".join(x for x in (g.description, member_note) if x)
         out.append(g.model_copy(update={"name": name, "description": desc}))
     return out
@@ -138,7 +155,13 @@ def table_for(graph: GraphSpec, base_dir: str | Path = ".", method: Method = "au
     ``solver``: the spec's solver when it is already built (the spec is then not compiled again)."""
     solver = solver if solver is not None else solver_for(graph, base_dir, method)
     extra = [(q.a, q.b, q.given) for q in graph.report]
-    return info_table(solver, graph.target, graph.modality_names, extra, conditionals=conditionals)
+    try:
+        return info_table(solver, graph.target, graph.modality_names, extra, conditionals=conditionals)
+    except np.linalg.LinAlgError as err:
+        from mi_datagen.errors import SolveError
+
+        raise SolveError(f"{graph.name}: the exact solver failed numerically ({err}); the spec's coefficients "
+                         "span too many orders of magnitude for float64 — rescale them") from None
 
 
 def members_out(out: str | Path, names: list[str], single: bool) -> list[str]:

@@ -59,6 +59,13 @@ class DeviceError(ConfigError):
     """The requested device is not available on this machine."""
 
 
+class UnknownNameError(MIDatagenError, KeyError):
+    """A node, parameter or information quantity that the spec, table or store does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def require(module: str, extra: str = "torch"):
     """Import ``module`` or raise DependencyError naming the pip extra that provides it."""
     import importlib

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mi_datagen.errors import ConfigError, UnknownNameError
 from mi_datagen.model.structured import StructuredModel
 
 BLOCK = 256
@@ -25,9 +26,9 @@ def _block_noise(seed: int, block: int, K: int, J: int, d: int) -> tuple[np.ndar
 def source_noise(model: StructuredModel, seed: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """The standard-normal sources of samples [start, stop): (n, K) scalar and (n, J, d) vector noises."""
     if not 0 <= start <= stop:
-        raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
+        raise ConfigError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise ConfigError(f"seed must be >= 0, got {seed}")
     parts_sc, parts_vec = [], []
     for b in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK):
         lo, hi = max(start, b * BLOCK) - b * BLOCK, min(stop, (b + 1) * BLOCK) - b * BLOCK
@@ -73,5 +74,5 @@ def sample_latents(model: StructuredModel, seed: int, start: int, stop: int,
                     z += w[:, None] * model.T[p]
             out[n] = z
         else:
-            raise KeyError(f"unknown node {n!r}")
+            raise UnknownNameError(f"unknown node {n!r}")
     return out

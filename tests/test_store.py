@@ -109,10 +109,19 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
 
 def test_resume_after_a_kill_during_creation(tiny_dir, tmp_path):
     """A store killed before its manifest was written is recreated by --resume (no shard can be done)."""
+    from mi_datagen.store.zarr_store import MARKER
+
     out = tmp_path / "s.zarr"
-    zarr.open_group(str(out), mode="w")  # what a kill right after opening the group leaves
+    zarr.open_group(str(out), mode="w", attributes={MARKER: "mi-datagen-store/1"})  # a kill right after creating it
     man = generate(tiny(tiny_dir), out, GenerateConfig(resume=True, **SMALL), tiny_dir)
     assert man.complete
+    # a zarr group someone else made (no manifest, no marker) is not ours, even when it holds nothing else
+    theirs = tmp_path / "theirs.zarr"
+    zarr.open_group(str(theirs), mode="w").create_array("x", shape=(3,), dtype="float64")[:] = [1.0, 2.0, 3.0]
+    for flag in ("resume", "overwrite"):
+        with pytest.raises(StoreError, match=r"is not a mi-datagen store \(no manifest, no mi-datagen marker\)"):
+            generate(tiny(tiny_dir), theirs, GenerateConfig(**{flag: True}, **SMALL), tiny_dir)
+    assert np.asarray(zarr.open_group(str(theirs), mode="r")["x"][:]).tolist() == [1.0, 2.0, 3.0]
     other = tmp_path / "notastore"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")

@@ -152,3 +152,17 @@ def add_entropies(store: str = typer.Argument(..., help="a complete dataset stor
     records = image_entropy_records(st, samples)
     write_manifest(st.path, st.manifest.model_copy(update={"image_entropies": records}))
     out.print(f"{store}: recorded {len(records)} entropy estimates from {samples} samples each", highlight=False)
+
+
+@app.command()
+def verify(store: str = typer.Argument(..., help="a dataset store")) -> None:
+    """Check a store end to end (manifest digest, layout, completion, every shard's data against its digest,
+    template files) and name every problem; exit status 1 if any."""
+    from mi_datagen.store.verify import verify as check
+
+    rep = check(store, progress=True)
+    for p in rep.problems:
+        err.print(f"[bold red]problem:[/] {p}", markup=True, highlight=False, soft_wrap=True)
+    out.print(rep.summary(), highlight=False, markup=False)
+    if not rep.ok:
+        raise typer.Exit(1)

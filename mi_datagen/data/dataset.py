@@ -106,7 +106,10 @@ class MIDataset(Dataset):
         size = (hi - lo) * int(np.prod(arr.shape[1:])) * max(arr.dtype.itemsize, self.dtype.itemsize)
         if size > self.cache_bytes:
             return None
-        data = self._tensor(key, arr[lo:hi])
+        with self.store.reading(key):
+            raw = np.asarray(arr[lo:hi])
+        self.store.check_shard(self.store.path_of(key), shard, raw)
+        data = self._tensor(key, raw)
         rows = data.unbind(0)  # per-row views made once: a batch then costs one tuple lookup per row
         self._cache[(key, shard)] = (rows, data.nbytes)
         self._cached += data.nbytes
@@ -125,7 +128,9 @@ class MIDataset(Dataset):
             where = np.flatnonzero(shards == s).tolist()
             cached = self._shard(key, s)
             if cached is None:
-                data = self._tensor(key, self._array(key).get_orthogonal_selection((rows[where],)))
+                with self.store.reading(key):
+                    picked = self._array(key).get_orthogonal_selection((rows[where],))
+                data = self._tensor(key, picked)
                 local = range(len(where))
             else:
                 data, local = cached, (rows[where] - s * size).tolist()

@@ -14,6 +14,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from mi_datagen.errors import EstimatorError
+
 Kind = Literal["separable", "joint"]
 
 
@@ -65,7 +67,7 @@ def encoder(shape: tuple[int, ...], d_out: int, hidden: int, conv_width: int = 1
     input otherwise; ``mlp`` / ``conv`` / ``patch`` force one."""
     image = len(shape) == 3 and shape[1] >= 8 and shape[2] >= 8
     if kind not in ("auto", "mlp", "conv", "patch") or (kind in ("conv", "patch") and not image):
-        raise ValueError(f"encoder must be auto, mlp, conv or patch (conv/patch need (C, H, W) with H, W >= 8); "
+        raise EstimatorError(f"encoder must be auto, mlp, conv or patch (conv/patch need (C, H, W) with H, W >= 8); "
                          f"got {kind!r} for shape {shape}")
     if kind == "patch":
         return PatchEncoder(shape[0], d_out, conv_width)
@@ -79,7 +81,7 @@ class Critic(nn.Module):
                  conv_width: int = 16, encoder_kind: str = "auto"):
         super().__init__()
         if kind not in ("separable", "joint"):
-            raise ValueError(f"critic must be 'separable' or 'joint', got {kind!r}")
+            raise EstimatorError(f"critic must be 'separable' or 'joint', got {kind!r}")
         self.kind = kind
         self.gx = encoder(tuple(x_shape), embed, hidden, conv_width, encoder_kind)
         self.gy = encoder(tuple(y_shape), embed, hidden, conv_width, encoder_kind)

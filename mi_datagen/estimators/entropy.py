@@ -24,6 +24,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
+from mi_datagen.errors import EstimatorError
 from mi_datagen.estimators.baselines import wishart_logdet_bias
 
 LOG_2PIE = math.log(2 * math.pi * math.e)
@@ -39,10 +40,10 @@ def gaussian_entropy(x, unbiased: bool = False) -> float:
     x = _flat(x)
     n, d = x.shape
     if n <= d:  # rank ≤ n − 1 < d: the log-det is −∞ (or rounding noise, whatever its sign)
-        raise ValueError(f"singular sample covariance (n = {n}, d = {d}): need n > d")
+        raise EstimatorError(f"singular sample covariance (n = {n}, d = {d}): need n > d")
     sign, logdet = np.linalg.slogdet(np.atleast_2d(np.cov(x, rowvar=False)))
     if sign <= 0:
-        raise ValueError(f"singular sample covariance (n = {n}, d = {d}): need n > d and no collinear columns")
+        raise EstimatorError(f"singular sample covariance (n = {n}, d = {d}): need n > d and no collinear columns")
     return float(0.5 * (d * LOG_2PIE + logdet - (wishart_logdet_bias(n, d) if unbiased else 0.0)))
 
 
@@ -66,7 +67,7 @@ def kl_entropy(x, k: int = 3) -> float:
     n, d = x.shape
     eps = _knn_distance(x, k)
     if np.any(eps <= 0):
-        raise ValueError("duplicate samples: the Kozachenko–Leonenko estimator needs distinct points")
+        raise EstimatorError("duplicate samples: the Kozachenko–Leonenko estimator needs distinct points")
     log_vd = 0.5 * d * math.log(math.pi) - gammaln(0.5 * d + 1)
     return float(digamma(n) - digamma(k) + log_vd + d * np.mean(np.log(eps)))
 
@@ -119,7 +120,7 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
     from mi_datagen.estimators.pairs import split_standardize
 
     if steps < (0 if whiten else 1):
-        raise ValueError(f"flow_entropy: steps = {steps}; need at least 1 (0 only with whiten, for its Gaussian)")
+        raise EstimatorError(f"flow_entropy: steps = {steps}; need at least 1 (0 only with whiten, for its Gaussian)")
     t0 = time.perf_counter()
     settings = dict(seed=seed, steps=steps, batch_size=batch_size, lr=lr, transforms=transforms, hidden=list(hidden),
                     test_fraction=test_fraction, whiten=whiten)
@@ -152,7 +153,7 @@ def flow_entropy(x, seed: int = 0, steps: int = 2000, batch_size: int = 256, lr:
         idx = train[torch.randint(len(train), (batch_size,), generator=gen)]
         loss = -flow().log_prob(z[idx]).mean()
         if not torch.isfinite(loss):
-            raise ValueError(f"flow_entropy: the training loss became {float(loss.detach())} at step {step}")
+            raise EstimatorError(f"flow_entropy: the training loss became {float(loss.detach())} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -184,7 +185,7 @@ def entropy_of(x, estimator: str, seed: int = 0, **settings) -> float:
         return kl_entropy(x, **settings)
     if estimator in ("flow", "flow-white"):
         return flow_entropy(x, seed=seed, **{**settings, "whiten": estimator == "flow-white"}).nats
-    raise ValueError(f"unknown entropy estimator {estimator!r}; choose gaussian, gaussian-unbiased, kl, flow or "
+    raise EstimatorError(f"unknown entropy estimator {estimator!r}; choose gaussian, gaussian-unbiased, kl, flow or "
                      "flow-white")
 
 

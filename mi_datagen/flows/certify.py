@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from mi_datagen.errors import CertificationError
+from mi_datagen.errors import CertificationError, ConfigError
 from mi_datagen.flows.ode import FIXED, SolverConfig, flow_map, step_map, time_grid
 
 
@@ -127,7 +127,7 @@ def certify(net, z: torch.Tensor, label, cfg: SolverConfig, *, tol: float = 1e-6
     Returns the certificate and the reconstructed latents F⁻¹(F(z)).
     """
     if cfg.method not in FIXED:
-        raise ValueError(f"only fixed-grid solves can be certified ({FIXED}); {cfg.method!r} is a reference solve")
+        raise ConfigError(f"only fixed-grid solves can be certified ({FIXED}); {cfg.method!r} is a reference solve")
     traj = flow_map(net, z, label, cfg, trajectory=True)
     grid = time_grid(cfg, torch.float64)
     cert = Certificate(solver=cfg.to_dict(), dtype=str(z.dtype).replace("torch.", ""), n_samples=z.shape[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -35,7 +37,10 @@ def recorded_sha256(path: str | Path) -> str | None:
     side = Path(str(path) + ".sha256")
     if not side.is_file():
         return None
-    return side.read_text().split()[0]
+    words = side.read_text(errors="replace").split()
+    if not words or not re.fullmatch(r"[0-9a-f]{64}", words[0]):
+        raise CheckpointError(f"{side}: not a sha256 sidecar (expected 64 hex digits first); refusing to load {path}")
+    return words[0]
 
 
 def load_checkpoint(path: str | Path, expected_sha256: str | None = None, map_location="cpu") -> dict:
@@ -49,4 +54,13 @@ def load_checkpoint(path: str | Path, expected_sha256: str | None = None, map_lo
     actual = sha256_file(path)
     if actual != expected:
         raise CheckpointError(f"{path}: sha256 mismatch (expected {expected}, file has {actual}); refusing to load")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: holds objects other than tensors and plain data (a pickled payload); "
+                              "refusing to load it (checkpoints are read with weights_only=True)") from None
+    except (RuntimeError, EOFError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({str(err).splitlines()[0][:160]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: a checkpoint holds a dict, this one a {type(obj).__name__}")
+    return obj

@@ -16,6 +16,9 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
+from mi_datagen.errors import ConfigError
+from mi_datagen.limits import limit
+
 FIXED = ("euler", "midpoint", "rk4")
 STAGES = {"euler": 1, "midpoint": 2, "rk4": 4}
 
@@ -31,11 +34,13 @@ class SolverConfig:
 
     def __post_init__(self):
         if self.method not in (*FIXED, "dopri5"):
-            raise ValueError(f"method must be one of {FIXED + ('dopri5',)}, got {self.method!r}")
+            raise ConfigError(f"method must be one of {FIXED + ('dopri5',)}, got {self.method!r}")
         if not 0.0 < self.t_end <= 1.0:
-            raise ValueError(f"t_end must be in (0, 1], got {self.t_end}")
+            raise ConfigError(f"t_end must be in (0, 1], got {self.t_end}")
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.steps > limit("solver_steps").value:
+            raise ConfigError(f"steps: {limit('solver_steps').refusal(self.steps)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +55,7 @@ def time_grid(cfg: SolverConfig, dtype=torch.float32) -> torch.Tensor:
         t = n / cfg.steps * cfg.t_end
     else:
         if cfg.t_end >= 1.0:
-            raise ValueError("a geometric grid needs t_end < 1")
+            raise ConfigError("a geometric grid needs t_end < 1")
         t = 1.0 - (1.0 - cfg.t_end) ** (n / cfg.steps)
     if cfg.method == "dopri5":
         t = torch.tensor([0.0, cfg.t_end], dtype=torch.float64)
@@ -84,7 +89,7 @@ class Tiled(nn.Module):
     def __init__(self, net: nn.Module, tile: int):
         super().__init__()
         if tile < 1:
-            raise ValueError(f"tile must be >= 1, got {tile}")
+            raise ConfigError(f"tile must be >= 1, got {tile}")
         self.net, self.tile, self.cfg = net, tile, getattr(net, "cfg", None)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -122,7 +127,7 @@ def flow_map(net: nn.Module, z: torch.Tensor, label, cfg: SolverConfig, *, autoc
 def step_map(net: nn.Module, x: torch.Tensor, label, cfg: SolverConfig, n: int, *, autocast: bool = False) -> torch.Tensor:
     """S_n(x): the solver's single step on [t_n, t_{n+1}] (differentiable: used for Jacobians)."""
     if cfg.method not in FIXED:
-        raise ValueError(f"step_map needs a fixed-grid method {FIXED}, got {cfg.method!r}")
+        raise ConfigError(f"step_map needs a fixed-grid method {FIXED}, got {cfg.method!r}")
     field = ClassField(net, _labels(label, x.shape[0], x.device), autocast)
     t = time_grid(cfg, x.dtype)[n:n + 2]
     return odeint(field, x, t.to(x.device), method=cfg.method)[-1]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from mi_datagen.errors import ConfigError
 from mi_datagen.flows.checkpoint import load_checkpoint, save_checkpoint
 from mi_datagen.flows.images import ImageData
 from mi_datagen.flows.ode import SolverConfig, flow_map
@@ -145,7 +146,7 @@ def train(data: ImageData, run_dir: str | Path, model_cfg: UNetConfig, cfg: Trai
     if resume and ckpt_path.is_file():
         ck = load_checkpoint(ckpt_path, map_location=dev)
         if ck["model_config"] != model_cfg.to_dict():
-            raise ValueError(f"{ckpt_path}: model config differs from the requested one; use another run dir")
+            raise ConfigError(f"{ckpt_path}: model config differs from the requested one; use another run dir")
         net.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"])

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mi_datagen.errors import ConfigError
+from mi_datagen.limits import limit
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -35,11 +38,30 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UNetConfig:
+        """A config from a checkpoint: unknown keys and sizes past the parameter limit are refused first."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"model_config must be a mapping, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"model_config: unknown keys {unknown}; valid keys: {sorted(known)}")
         d = dict(d)
         for k in ("channel_mults", "attention_levels"):
             if k in d:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        cfg = cls(**d)
+        lim, n = limit("model_params"), cfg.parameter_bound()
+        if n > lim.value:
+            raise ConfigError(f"model_config asks for about {n:.3g} parameters: {lim.refusal(f'{n:.3g}')}")
+        return cfg
+
+    def parameter_bound(self) -> float:
+        """An upper bound on the parameter count, computed without building anything."""
+        chans = [self.base_channels * m for m in self.channel_mults] or [self.base_channels]
+        blocks = 3 * self.num_res_blocks + 4  # down, up (one more per level), attention, resampling
+        per_level = sum(blocks * 2 * 9 * (2 * c) ** 2 for c in chans)
+        return float(per_level + self.emb_dim * (self.emb_dim + self.num_classes) * 4
+                     + 9 * self.image_channels * self.patch_size ** 2 * max(chans) * 2)
 
 
 PRESETS: dict[str, UNetConfig] = {
@@ -110,7 +132,7 @@ class UNet(nn.Module):
         self.c_emb = nn.Embedding(cfg.num_classes, E)
         chs = [cfg.base_channels * m for m in cfg.channel_mults]
         if cfg.image_size % cfg.patch_size:
-            raise ValueError(f"patch_size {cfg.patch_size} does not divide image_size {cfg.image_size}")
+            raise ConfigError(f"patch_size {cfg.patch_size} does not divide image_size {cfg.image_size}")
         cin = cfg.image_channels * cfg.patch_size ** 2
         self.inp = nn.Conv2d(cin, chs[0], 3, padding=1)
         self.down = nn.ModuleList()

@@ -12,7 +12,7 @@ from typing import Iterable, Literal, cast
 
 import numpy as np
 
-from mi_datagen.errors import StructureError
+from mi_datagen.errors import SpecError, StructureError, UnknownNameError
 from mi_datagen.info import dense as dn
 from mi_datagen.info.structured import NeedsDense, StructuredSolver
 from mi_datagen.model.dense import DEFAULT_MAX_BYTES, dense_A
@@ -59,7 +59,7 @@ class InfoSolver:
     def _check(self, names: tuple[str, ...]) -> None:
         unknown = [n for n in names if n not in self.sem.kinds]
         if unknown:
-            raise KeyError(f"unknown node(s) {unknown}; known: {sorted(self.sem.kinds)}")
+            raise UnknownNameError(f"unknown node(s) {unknown}; known: {sorted(self.sem.kinds)}")
 
     def logdet(self, names: Iterable[str] | str) -> float:
         """log|Σ_names|; -inf when singular."""
@@ -123,7 +123,7 @@ class InfoSolver:
         """I(a; b | given) = ½(L(a∪c) + L(b∪c) − L(c) − L(a∪b∪c))."""
         a, b, c = _names(a), _names(b), _names(given)
         if len(set(a + b + c)) != len(a) + len(b) + len(c):
-            raise ValueError(f"a={a}, b={b}, given={c} must be disjoint (and without repeats)")
+            raise SpecError(f"a={a}, b={b}, given={c} must be disjoint (and without repeats)")
         lac, lbc, lc, labc = (self.logdet(a + c), self.logdet(b + c), self.logdet(c), self.logdet(a + b + c))
         if all(map(math.isfinite, (lac, lbc, lc))):
             if labc == -math.inf:
@@ -161,7 +161,7 @@ class InfoSolver:
         """Interaction information I(a; b; c) = I(a; b) − I(a; b | c) (McGill's sign convention)."""
         i1, i2 = self.mi(a, b), self.mi(a, b, c)
         if math.isinf(i1) and math.isinf(i2):
-            raise ValueError(f"I({a}; {b}; {c}) is undefined: I(a;b) and I(a;b|c) are both infinite")
+            raise SpecError(f"I({a}; {b}; {c}) is undefined: I(a;b) and I(a;b|c) are both infinite")
         return i1 - i2
 
     def explain(self, a, b=(), given=()) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mi_datagen.errors import SpecError
 from mi_datagen.model.structured import StructuredModel
 
 EPS = np.finfo(np.float64).eps
@@ -100,10 +101,10 @@ class StructuredSolver:
         m = self.m
         p = self.parts(vectors)
         if p is None:
-            raise ValueError("singular covariance: the Mahalanobis distance is infinite")
+            raise SpecError("singular covariance: the Mahalanobis distance is infinite")
         first = zs if zs is not None else zv
         if first is None:
-            raise ValueError("mahalanobis needs the scalar or the vector part of z")
+            raise SpecError("mahalanobis needs the scalar or the vector part of z")
         n = first.shape[0]
         out = np.zeros(n)
         y = np.zeros((n, m.K))

@@ -6,6 +6,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from mi_datagen.errors import UnknownNameError
 from mi_datagen.info.solver import InfoSolver
 
 
@@ -44,7 +45,7 @@ class InfoTable:
         for r in self.mutual_information:
             if (frozenset(r.a), frozenset(r.b), frozenset(r.given)) in (key, (key[1], key[0], key[2])):
                 return r.nats
-        raise KeyError(f"I({a}; {b} | {given}) is not in the table")
+        raise UnknownNameError(f"I({a}; {b} | {given}) is not in the table")
 
 
 def _plan(t, mods, extra, conditionals) -> list[tuple]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mi_datagen.errors import StructureError
+from mi_datagen.errors import StructureError, UnknownNameError
 from mi_datagen.model.structured import StructuredModel
 
 
@@ -43,7 +43,7 @@ class BlockStandardizer:
 def block_standardizer(model: StructuredModel, node: str) -> BlockStandardizer:
     i = model.vector_rows.get(node)
     if i is None:
-        raise KeyError(f"{node!r} is not a vector node")
+        raise UnknownNameError(f"{node!r} is not a vector node")
     r = float(np.sqrt(np.sum(model.R[i] ** 2)))
     if r == 0.0:
         raise StructureError(

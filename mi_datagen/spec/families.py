@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from mi_datagen.errors import SpecError
+from mi_datagen.limits import limit
 from mi_datagen.spec.models import Coef, EdgeSpec, FlowRef, GraphSpec, ModalitySpec, Name, NodeSpec, SpecCommon
 from mi_datagen.spec.templates_spec import TemplateSpec
 
@@ -37,10 +39,10 @@ class _FamilyCommon(SpecCommon):
     def _modalities(self, n: int) -> tuple[list[str], list[ModalitySpec]]:
         names = list(self.modality_names or [f"X{i + 1}" for i in range(n)])
         if len(names) != n:
-            raise ValueError(f"modality_names: expected {n} names, got {len(names)}: {names}")
+            raise SpecError(f"modality_names: expected {n} names, got {len(names)}: {names}")
         labels = list(self.labels) if self.labels is not None else [CIFAR10_CLASSES[i % 10] for i in range(n)]
         if len(labels) != n:
-            raise ValueError(f"labels: expected {n} flow labels (one per modality), got {len(labels)}")
+            raise SpecError(f"labels: expected {n} flow labels (one per modality), got {len(labels)}")
         mods = [
             ModalitySpec(node=m, flow=FlowRef(checkpoint=self.checkpoint, label=lab), standardize=self.standardize)
             for m, lab in zip(names, labels)
@@ -108,6 +110,14 @@ class DecayFamily(_FamilyCommon):
     rho_hat: Coef = 1.0
     template: Union[TemplateRef, list[TemplateRef]] = "ones"
     min_coef: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("n_modalities")
+    @classmethod
+    def modalities_within_limit(cls, v: int) -> int:
+        lim = limit("modalities")
+        if v > lim.value:
+            raise ValueError(f"{v} modalities: {lim.refusal(v)}")
+        return v
 
     @model_validator(mode="after")
     def template_count(self) -> DecayFamily:

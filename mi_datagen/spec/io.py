@@ -9,6 +9,7 @@ import yaml
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 from mi_datagen.errors import SpecError
+from mi_datagen.limits import limit
 from mi_datagen.spec.families import CanonicalFamily, DecayFamily
 from mi_datagen.spec.models import GraphSpec
 
@@ -33,25 +34,39 @@ SpecFile = Annotated[
 _ADAPTER: TypeAdapter = TypeAdapter(SpecFile)
 
 
-def _check_duplicate_keys(node) -> None:
-    """Reject duplicate mapping keys (plain YAML loading keeps the last one silently).
+def _check_nodes(root) -> None:
+    """Duplicate keys, depth, value length and the size after alias expansion, on the composed node tree
+    (``yaml.compose`` constructs no objects, so a "billion laughs" document costs nothing here)."""
+    depth_lim, nodes_lim, chars_lim = limit("yaml_depth"), limit("yaml_nodes"), limit("scalar_chars")
+    sizes: dict[int, int] = {}
 
-    Works on the composed node tree (``yaml.compose`` builds nodes, it constructs no objects).
-    """
-    if isinstance(node, yaml.MappingNode):
-        seen: dict = {}
-        for key_node, value_node in node.value:
-            key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
-            if key in seen:
-                raise SpecError(
-                    f"duplicate key {key_node.value!r} at line {key_node.start_mark.line + 1} "
-                    f"(first at line {seen[key] + 1}); each key may appear once"
-                )
-            seen[key] = key_node.start_mark.line
-            _check_duplicate_keys(value_node)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicate_keys(item)
+    def size(node, depth: int) -> int:
+        if depth > depth_lim.value:
+            raise SpecError(f"nesting at line {node.start_mark.line + 1}: depth {depth_lim.refusal(depth)}")
+        if id(node) in sizes:  # an alias: shared, counted again at every use
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > chars_lim.value:
+                raise SpecError(f"value at line {node.start_mark.line + 1}: {chars_lim.refusal(len(node.value))}")
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, value_node in node.value:
+                key = (key_node.tag, key_node.value) if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+                if key in seen:
+                    raise SpecError(f"duplicate key {key_node.value!r} at line {key_node.start_mark.line + 1} "
+                                    f"(first at line {seen[key] + 1}); each key may appear once")
+                seen[key] = key_node.start_mark.line
+                total += size(key_node, depth + 1) + size(value_node, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(item, depth + 1) for item in node.value)
+        if total > nodes_lim.value:
+            raise SpecError(f"the document expands (aliases included) to more values: {nodes_lim.refusal(total)}")
+        sizes[id(node)] = total
+        return total
+
+    if root is not None:
+        size(root, 0)
 
 
 _TYPE_TAGS = {"float", "int", "str", "bool", "constrained-str", "constrained-float"}
@@ -111,25 +126,32 @@ def parse_spec(data: Any, source: str = "<spec>") -> Union[GraphSpec, CanonicalF
 
 
 def load_yaml(text: str, source: str = "<string>") -> Any:
-    try:
-        _check_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader))
-        return yaml.safe_load(text)
-    except SpecError as err:
-        raise SpecError(f"{source}: {err}") from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"{source}: not valid YAML (only plain YAML, no python tags): {err}") from None
+    """One plain YAML document (safe_load), bounded (see ``load_yaml_documents``)."""
+    docs = load_yaml_documents(text, source, keep_empty=True)
+    if len(docs) > 1:
+        raise SpecError(f"{source}: expected a single document, found {len(docs)} (use load_specs for several)")
+    return docs[0] if docs else None
 
 
-def load_yaml_documents(text: str, source: str = "<string>") -> list[Any]:
-    """Every document of a (possibly multi-document) YAML text, empty documents dropped."""
+def load_yaml_documents(text: str, source: str = "<string>", keep_empty: bool = False) -> list[Any]:
+    """Every document of a (possibly multi-document) YAML text, empty documents dropped; plain YAML only
+    (safe_load), bounded in size, nesting, value length and alias expansion, duplicate keys refused."""
+    lim = limit("spec_bytes")
+    if len(text) > lim.value:
+        raise SpecError(f"{source}: {lim.refusal(len(text))}")
     try:
         for node in yaml.compose_all(text, Loader=yaml.SafeLoader):
-            _check_duplicate_keys(node)
-        return [d for d in yaml.safe_load_all(text) if d is not None]
+            _check_nodes(node)
+        return [d for d in yaml.safe_load_all(text) if keep_empty or d is not None]
     except SpecError as err:
         raise SpecError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         raise SpecError(f"{source}: not valid YAML (only plain YAML, no python tags): {err}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: nested too deeply to parse; a spec nests at most "
+                        f"{limit('yaml_depth').value} levels") from None
+    except ValueError as err:  # a value YAML cannot construct (e.g. an integer of thousands of digits)
+        raise SpecError(f"{source}: a value cannot be read: {err}") from None
 
 
 def _read_text(p: Path) -> str:

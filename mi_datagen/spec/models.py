@@ -12,17 +12,23 @@ bad value and the fix.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal, Union
 
 import networkx as nx
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
+from mi_datagen.errors import UnknownNameError
+from mi_datagen.limits import limit
 from mi_datagen.spec.templates_spec import BUILTIN_TEMPLATES, FiniteFloat, TemplateSpec
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=64)]
-Coef = Union[FiniteFloat, Name]
-"""A number, or the name of a parameter."""
+# coefficients, noise stds and parameters: the exact solver's accuracy is stated up to this magnitude
+MAX_COEF = 1e12
+Coefficient = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_COEF, le=MAX_COEF)]
+Coef = Union[Coefficient, Name]
+"""A number (|x| ≤ 1e12), or the name of a parameter."""
 
 
 class _Frozen(BaseModel):
@@ -102,7 +108,7 @@ class SweepSpec(_Frozen):
     nats (each solved for the parameter)."""
 
     parameter: Name
-    values: list[FiniteFloat] | None = None
+    values: list[Coefficient] | None = None
     quantity: QuantitySpec | None = None
     nats: Union[Linspace, list[Annotated[float, Field(gt=0, allow_inf_nan=False)]], None] = None
     bracket: tuple[FiniteFloat, FiniteFloat] | None = None
@@ -117,6 +123,14 @@ class SweepSpec(_Frozen):
                 "(target information values); got "
                 f"values={self.values!r}, quantity={'set' if self.quantity else None}, nats={self.nats!r}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def members_within_limit(self) -> SweepSpec:
+        n = self.nats.num if isinstance(self.nats, Linspace) else len(self.values or self.nats or [])
+        lim = limit("members")
+        if n > lim.value:
+            raise ValueError(f"sweep: {lim.refusal(n)}")
         return self
 
     def targets(self) -> list[float]:
@@ -134,7 +148,7 @@ class SpecCommon(_Frozen):
     name: Name
     description: str = ""
     shape: tuple[PositiveInt, ...] = (3, 32, 32)
-    parameters: dict[Name, FiniteFloat] = {}
+    parameters: dict[Name, Coefficient] = {}
     templates: dict[Name, TemplateSpec] = {}
     report: list[QuantitySpec] = []
     solve: SolveSpec | None = None
@@ -145,6 +159,14 @@ class SpecCommon(_Frozen):
     def shape_rank(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not 1 <= len(v) <= 3:
             raise ValueError(f"shape must have 1 to 3 dimensions (e.g. [3, 32, 32]), got {list(v)}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def shape_within_limit(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        d, lim = math.prod(v), limit("d")
+        if d > lim.value:
+            raise ValueError(f"shape {list(v)}: d = {lim.refusal(d)}")
         return v
 
     @field_validator("templates")
@@ -159,7 +181,7 @@ class SpecCommon(_Frozen):
         """A re-validated copy with some parameter values replaced."""
         unknown = sorted(set(values) - set(self.parameters))
         if unknown:
-            raise KeyError(f"unknown parameters {unknown}; known: {sorted(self.parameters)}")
+            raise UnknownNameError(f"unknown parameters {unknown}; known: {sorted(self.parameters)}")
         data = self.model_dump(mode="python", round_trip=True)
         data["parameters"] = {**self.parameters, **{k: float(v) for k, v in values.items()}}
         return type(self).model_validate(data)
@@ -194,6 +216,14 @@ class GraphSpec(SpecCommon):
     modalities: list[ModalitySpec] = Field(min_length=1)
 
     # --- one validator per rule -------------------------------------------------------------
+    @field_validator("nodes", "modalities")
+    @classmethod
+    def counts_within_limits(cls, v: list, info: ValidationInfo) -> list:
+        lim = limit(str(info.field_name))
+        if len(v) > lim.value:
+            raise ValueError(f"{len(v)} {info.field_name}: {lim.refusal(len(v))}")
+        return v
+
     @model_validator(mode="after")
     def node_names_unique(self) -> GraphSpec:
         seen: set[str] = set()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mi_datagen.errors import SpecError
+from mi_datagen.limits import limit
 from mi_datagen.spec.templates_spec import (
     BUILTIN_TEMPLATES,
     BlobTemplate,
@@ -63,16 +64,51 @@ def read_template_file(path: Path, shape: tuple[int, ...], where: str) -> np.nda
     """The raw float64 array of a template file (.npy, or an image scaled to [0, 1]), flat, checked."""
     if not path.is_file():
         raise SpecError(f"{where}.path: template file {str(path)!r} not found")
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path, allow_pickle=False).astype(np.float64)
-    else:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            c = _grid_shape(shape)[0]
-            arr = np.asarray(im.convert("RGB" if c == 3 else "L"), dtype=np.float64) / 255.0
-        arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+    lim, size = limit("template_bytes"), path.stat().st_size
+    if size > lim.value:
+        raise SpecError(f"{where}.path: {str(path)!r} is {lim.refusal(size)}")
+    arr = _read_npy(path, shape, where) if path.suffix.lower() == ".npy" else _read_image(path, shape, where)
     return _checked(arr, shape, where)
+
+
+def _read_npy(path: Path, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """A real-valued .npy array of d values; the header is checked before any data is read."""
+    d = math.prod(shape)
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            header = read(f, max_header_size=10_000)
+        except (ValueError, OSError, SyntaxError) as err:
+            raise SpecError(f"{where}.path: {str(path)!r} is not a .npy array file ({err}); save it with numpy.save") \
+                from None
+        arr_shape, _, dtype = header
+        if dtype.hasobject or dtype.kind not in "biuf":
+            raise SpecError(f"{where}.path: {str(path)!r} holds {dtype} values; a template needs real numbers "
+                            "(int or float), not complex, strings or objects")
+        if math.prod(arr_shape) != d:
+            raise SpecError(f"{where}.path: template of shape {list(arr_shape)} does not match the node shape "
+                            f"{list(shape)} (d = {d}); save it with that shape or flat")
+    try:
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    except (ValueError, OSError, EOFError) as err:  # truncated data after a valid header
+        raise SpecError(f"{where}.path: {str(path)!r} cannot be read ({err})") from None
+
+
+def _read_image(path: Path, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """An 8-bit image scaled to [0, 1], channels first; other bit depths are refused (they would be rounded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    c = _grid_shape(shape)[0]
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("1", "L", "P", "RGB", "RGBA", "LA"):
+                raise SpecError(f"{where}.path: {str(path)!r} is a {im.mode} image; templates read 8-bit images "
+                                "exactly, save a higher bit depth as .npy instead")
+            arr = np.asarray(im.convert("RGB" if c == 3 else "L"), dtype=np.float64) / 255.0
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
+        raise SpecError(f"{where}.path: {str(path)!r} is not a readable image or .npy file ({err})") from None
+    return np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
 
 
 def _checked(arr: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:

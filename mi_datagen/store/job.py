@@ -79,6 +79,10 @@ class GenerationJob:
                                             if m.map is not None and m.map.ref not in registry()})
         self.table = table_for(spec, solver=self.solver)
         self.pairs = _pmi_pairs(self.table) if cfg.pmi else []
+        # every data array, in the order of the digests' second axis
+        self.data_arrays = [layout.THETA, *(layout.image(m.name) for m in self.mods),
+                            *((layout.latent(m.name) for m in self.mods) if cfg.latents else ()),
+                            *(layout.pmi(a, b) for a, b in self.pairs)]
         self.n_shards = -(-cfg.n // cfg.shard_size)
         self.timings: dict[str, float] = {}
         self._checked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -136,7 +140,8 @@ class GenerationJob:
                                           probes=cfg.entropy_probes))
         return out
 
-    def manifest(self, done: np.ndarray, intervals=(), roundtrips=None, entropies=()) -> DatasetManifest:
+    def manifest(self, done: np.ndarray, intervals=(), roundtrips=None, entropies=(), digests: bool = True,
+                 content_sha256: str | None = None) -> DatasetManifest:
         cfg, roundtrips = self.cfg, roundtrips or {}
         mods = []
         for m in self.mods:
@@ -160,7 +165,8 @@ class GenerationJob:
             info=information_manifest(self.spec, self.table), mi_intervals=list(intervals),
             image_entropies=list(entropies), forced=any(c.forced for c in self.certs.values()),
             complete=bool(done.all()),
-            shards_complete=[bool(x) for x in done], timings_s=dict(self.timings))
+            shards_complete=[bool(x) for x in done], timings_s=dict(self.timings),
+            digest_arrays=list(self.data_arrays) if digests else [], content_sha256=content_sha256)
 
     def generation_key(self) -> dict:
         """What ``--resume`` compares (the manifest's ``generation_key`` of this job)."""

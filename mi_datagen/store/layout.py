@@ -5,6 +5,8 @@
     z/<modality>        (N, C, H, W) float64 latents (optional)
     pmi/<a>__<b>        (N,) float64 pointwise MI of the latents; a side of several nodes joins them with '+'
     done                (n_shards,) uint8, 1 once the shard is written
+    digests             (n_shards, k, 32) uint8: sha256 of each data array's rows in each shard (written
+                        before the shard's done marker; the array order is the manifest's digest_arrays)
     templates/<i>       (d,) float64, the values of the spec's i-th file template (the store needs no files)
 
 The same strings are the keys of an ``MIDataset`` sample, except that images are keyed by the bare
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 THETA = "theta"
 DONE = "done"
 TEMPLATES = "templates"
+DIGESTS = "digests"
 MANIFEST = "manifest.json"
 PAIR_SEP = "__"
 SET_SEP = "+"

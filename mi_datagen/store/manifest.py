@@ -9,6 +9,7 @@ import math
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from mi_datagen import __version__
+from mi_datagen.errors import UnknownNameError
 from mi_datagen.info.table import InfoTable
 from mi_datagen.spec.models import GraphSpec
 
@@ -222,6 +223,21 @@ class DatasetManifest(_Out):
     complete: bool
     shards_complete: list[bool]
     timings_s: dict[str, float]
+    # integrity (stores made before 0.2 have none): the arrays whose per-shard sha256 sit in `digests`,
+    # the sha256 of all those digests once complete, and the manifest's own sha256 (canonical JSON
+    # of everything else)
+    digest_arrays: list[str] = []
+    content_sha256: str | None = None
+    manifest_sha256: str | None = None
+
+    def own_sha256(self) -> str:
+        """sha256 of the canonical JSON of this manifest without its ``manifest_sha256``."""
+        data = self.model_dump(mode="json", exclude={"manifest_sha256"})
+        return hashlib.sha256(canonical_json(data).encode()).hexdigest()
+
+    def sealed(self) -> DatasetManifest:
+        """This manifest with its own digest filled in (what is written)."""
+        return self.model_copy(update={"manifest_sha256": self.own_sha256()})
 
     def mi(self, a, b, given=()) -> float | None:
         key = (frozenset(_as_list(a)), frozenset(_as_list(b)), frozenset(_as_list(given)))
@@ -229,7 +245,7 @@ class DatasetManifest(_Out):
             k = (frozenset(r.a), frozenset(r.b), frozenset(r.given))
             if k == key or (k[1], k[0], k[2]) == key:
                 return r.nats
-        raise KeyError(f"I({a}; {b} | {given}) is not in the manifest's information table")
+        raise UnknownNameError(f"I({a}; {b} | {given}) is not in the manifest's information table")
 
     def generation_key(self) -> dict:
         """What must match for ``--resume`` to continue this store."""

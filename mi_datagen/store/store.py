@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,7 @@ class Store:
         self.manifest: DatasetManifest = read_manifest(self.path)
         self._group = None
         self._pid: int | None = None
+        self._digests: np.ndarray | None = None
 
     # --- what the store holds -----------------------------------------------------------------
     @property
@@ -104,11 +106,23 @@ class Store:
         """The zarr array behind a Dataset key."""
         return self.group[self.path_of(key)]
 
+    @contextmanager
+    def reading(self, key: str):
+        """Decoding errors of ``key`` (a chunk failing its crc32c, a damaged shard file) as one StoreError."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except (ValueError, OSError, RuntimeError) as e:
+            raise StoreError(f"{self.path}: {key!r} cannot be read ({type(e).__name__}: {e}); the store is damaged: "
+                             "run `mi-datagen verify` on it") from None
+
     def read(self, key: str, rows: slice | Sequence[int] | np.ndarray = slice(None)) -> np.ndarray:
         arr = self.array(key)
-        if isinstance(rows, slice):
-            return np.asarray(arr[rows])
-        return np.asarray(arr.get_orthogonal_selection((np.asarray(rows, dtype=np.int64),)))
+        with self.reading(key):
+            if isinstance(rows, slice):
+                return np.asarray(arr[rows])
+            return np.asarray(arr.get_orthogonal_selection((np.asarray(rows, dtype=np.int64),)))
 
     def images(self, modality: str, rows=slice(None)) -> np.ndarray:
         if modality not in self.modalities:
@@ -128,6 +142,23 @@ class Store:
         if key not in {r.array for r in self.manifest.pmi}:
             key = layout.pmi(b, a)
         return self.read(key, rows)
+
+    def check_shard(self, path: str, shard: int, rows: np.ndarray) -> None:
+        """Refuse the rows of a whole shard of array ``path`` unless they hash to the digest written with them
+        (a missing, swapped or altered shard file; stores made before 0.2 have no digests to check)."""
+        order = self.manifest.digest_arrays
+        if path not in order:
+            return
+        if self._digests is None:
+            from mi_datagen.store import zarr_store as zs
+
+            self._digests = np.asarray(zs.array(self.group, layout.DIGESTS)[:])
+        want = self._digests[shard, order.index(path)]
+        from mi_datagen.store.zarr_store import rows_sha256
+
+        if not want.any() or not np.array_equal(rows_sha256(rows, rows.dtype), want):
+            raise StoreError(f"{self.path}: shard {shard} of {path!r} does not match the digest written with it "
+                             "(a missing, swapped or altered file); run `mi-datagen verify` on the store")
 
     def template_files(self) -> dict[str, np.ndarray]:
         """The spec's file templates as the store keeps them (path as written → raw float64 values), each

@@ -51,9 +51,10 @@ def plan(out: str, key: dict, resume: bool, overwrite: bool, replace_other_jobs:
         raise StoreError(f"{out} holds files that are not part of a mi-datagen store ({shown}); nothing was touched: "
                          "choose another --out, or move those files away")
     if not zs.has_manifest(out):
-        if zs.is_zarr(out) and (resume or overwrite):
-            return Plan.REPLACE  # killed while being created: no shard can be marked done yet
-        raise StoreError(f"{out} exists and is not a mi-datagen store; choose another --out")
+        if zs.is_ours(out) and (resume or overwrite):
+            return Plan.REPLACE  # ours, killed while being created: no shard can be marked done yet
+        raise StoreError(f"{out} exists and is not a mi-datagen store (no manifest, no mi-datagen marker); nothing "
+                         "was touched: choose another --out")
     if overwrite:
         return Plan.REPLACE
     if not resume:
@@ -89,7 +90,7 @@ class StoreWriter:
                                  dtype=self.cfg.dtype, shard_size=self.cfg.shard_size, chunk_size=self.cfg.chunk_size,
                                  latents=[m.name for m in job.mods] if self.cfg.latents else [],
                                  pmi_arrays=[layout.pmi(a, b) for a, b in job.pairs], overwrite=p is Plan.REPLACE,
-                                 templates=job.files.store_arrays())
+                                 templates=job.files.store_arrays(), digest_arrays=len(job.data_arrays))
             zs.write_manifest(self.out, fresh, g)
         return p
 
@@ -101,8 +102,14 @@ class StoreWriter:
             self._group = zarr.open_group(self.out, mode="r+")
         g = self._group
         lo, hi = zs.shard_range(i, self.cfg.n, self.cfg.shard_size)
-        for key, arr in self.job.compute_shard(lo, hi).items():
-            zs.array(g, key)[lo:hi] = arr
+        rows = self.job.compute_shard(lo, hi)
+        digests = []
+        for key in self.job.data_arrays:
+            a = zs.array(g, key)
+            a[lo:hi] = rows[key]
+            digests.append(zs.rows_sha256(rows[key], a.dtype))
+        if layout.DIGESTS in g:  # stores made before 0.2 have no digests
+            zs.array(g, layout.DIGESTS)[i] = np.stack(digests)
         zs.array(g, layout.DONE)[i] = 1
         return hi - lo
 
@@ -145,7 +152,10 @@ class StoreWriter:
             t1 = time.perf_counter()
             entropies = job.image_entropies_estimate()
             job.timings["entropy"] = time.perf_counter() - t1
-        man = job.manifest(zs.shards_done(g), intervals, rts, entropies)
+        done = zs.shards_done(g)
+        has_digests = layout.DIGESTS in g
+        content = zs.content_sha256(g) if has_digests and done.all() else None
+        man = job.manifest(done, intervals, rts, entropies, digests=has_digests, content_sha256=content).sealed()
         zs.write_manifest(self.out, man, g)
         return man
 
