@@ -10,6 +10,7 @@ error and the sweep goes on; a finished run is not redone when the suite is run 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 import traceback
 from pathlib import Path
@@ -51,8 +52,22 @@ class DatasetEntry(_Frozen):
 
 class EstimatorEntry(_Frozen):
     name: str
-    method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg", "entropy-diff"]
+    method: Literal["dv", "mine", "nwj", "js", "infonce", "smile", "club", "gaussian", "ksg", "entropy-diff",
+                    "external"]
     settings: dict = Field(default_factory=dict)
+    # method: external — your estimator (mi_datagen.estimators.external): exactly one of these
+    callable: str | None = Field(default=None, description="package.module:name of a Python estimator")
+    command: str | None = Field(default=None, description="a command line that reads DIR/*.npy and prints nats")
+
+    @model_validator(mode="after")
+    def external_source(self) -> EstimatorEntry:
+        given = [k for k in ("callable", "command") if getattr(self, k) is not None]
+        if self.method == "external" and len(given) != 1:
+            raise ValueError(f"estimator {self.name!r}: method external needs exactly one of `callable` "
+                             f"(package.module:name) or `command`, got {given or 'neither'}")
+        if self.method != "external" and given:
+            raise ValueError(f"estimator {self.name!r}: {given[0]} applies to method external only")
+        return self
 
     @model_validator(mode="after")
     def settings_known(self) -> EstimatorEntry:
@@ -60,6 +75,8 @@ class EstimatorEntry(_Frozen):
 
         from mi_datagen.estimators.estimate import Settings
 
+        if self.method == "external":  # your estimator's own keyword arguments, checked when it is called
+            return self
         known = {f.name for f in fields(Settings)}
         unknown = sorted(set(self.settings) - known)
         if unknown:
@@ -108,6 +125,28 @@ class Suite(_Frozen):
         if dup:
             raise ValueError(f"estimators: names {dup} are used twice; give each setting its own name")
         return v
+
+
+def with_estimators(suite: Suite, refs: list[str]) -> Suite:
+    """The suite with external estimators added: ``package.module:name`` or ``cmd:COMMAND LINE``."""
+    extra = []
+    for ref in refs:
+        if ref.startswith("cmd:"):
+            command = ref[4:].strip()
+            extra.append(EstimatorEntry(name=shlex.split(command)[-1].rsplit("/", 1)[-1] if command else "command",
+                                        method="external", command=command))
+        else:
+            extra.append(EstimatorEntry(name=ref.rpartition(":")[2] or ref, method="external", callable=ref))
+    if not extra:
+        return suite
+    from pydantic import ValidationError
+
+    from mi_datagen.spec.io import format_validation_error
+
+    try:
+        return Suite.model_validate({**suite.model_dump(), "estimators": [*suite.estimators, *extra]})
+    except ValidationError as err:  # e.g. the name is already used by one of the suite's estimators
+        raise SpecError(format_validation_error(err, "--estimator").replace("\n", ";")) from None
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -184,21 +223,24 @@ def select(jobs: list[tuple], names: list[str] | None) -> list[tuple]:
 
 def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = True,
               stores_dir: str | Path | None = None, generate_only: bool = False, existing_only: bool = False,
-              datasets: list[str] | None = None) -> Path:
+              datasets: list[str] | None = None, estimators: list[str] | None = None) -> Path:
     """Run (or finish) a suite; returns its output folder (runs/*.json, results.csv, report.md, plots).
     ``generate_only``: only make (or finish) the suite's stores, with a progress bar per store.
     ``existing_only``: run only on datasets whose store is already complete (e.g. while another process
     is still generating the rest); the others are left for a later run, not recorded as failed.
     ``datasets``: run (or generate) only these datasets, in this order (see :func:`select`); the report
-    still aggregates every finished run in the output folder."""
+    still aggregates every finished run in the output folder.
+    ``estimators``: your own estimators to run beside (or instead of) the suite's, each a Python callable
+    ``package.module:name`` (named by ``name``) or ``cmd:COMMAND LINE`` (see ``estimators.external``)."""
     from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
     from mi_datagen.estimators.estimate import estimate
+    from mi_datagen.estimators.external import estimate_external
     from mi_datagen.estimators.pairs import load_pair
     from mi_datagen.estimators.regression import regress, rmse_floor
 
     path = Path(path)
-    suite = load_suite(path)
+    suite = with_estimators(load_suite(path), estimators or [])
     out = Path(out or suite.out or f"runs/bench/{suite.name}")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(path.read_text())
@@ -250,7 +292,8 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
             x, y, truth = pairs[key]
             rec.update(store=str(stores[member.name]), truth=truth)
             if kind == "estimate":
-                result = estimate(x, y, cfg.method, seed=seed, **cfg.settings)
+                result = (estimate_external(x, y, seed=seed, callable=cfg.callable, command=cfg.command, **cfg.settings)
+                          if cfg.method == "external" else estimate(x, y, cfg.method, seed=seed, **cfg.settings))
                 rec.update(estimator=cfg.name, method=cfg.method, estimate=result.nats, train_average=result.train_average,
                            curve=result.curve, settings=result.settings, note=result.note, time_s=result.time_s)
             else:

@@ -21,7 +21,10 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
           existing_only: bool = typer.Option(False, "--existing-only",
                                              help="run only on datasets whose store is already complete"),
           datasets: Optional[str] = typer.Option(None, help="comma list: only these datasets, in this order (full "
-                                                            "names or suffixes such as 00,09,05)")
+                                                            "names or suffixes such as 00,09,05)"),
+          estimator: Optional[list[str]] = typer.Option(
+              None, "--estimator", help="your estimator, beside the suite's: package.module:name (a Python callable) "
+                                        "or 'cmd:COMMAND' (reads DIR/*.npy, prints nats); repeatable"),
           ) -> None:
     """Run estimators × datasets × seeds against the exact MI; report.md, results.csv and plots."""
     import torch
@@ -32,7 +35,7 @@ def bench(suite: Path = typer.Argument(..., help="suite YAML (benchmarks/suites/
     if threads:
         torch.set_num_threads(threads)
     folder = run_suite(suite, out_dir, stores_dir=stores, generate_only=generate_only,
-                       existing_only=existing_only,
+                       existing_only=existing_only, estimators=estimator or [],
                        datasets=[d.strip() for d in datasets.split(",") if d.strip()] if datasets else None)
     if generate_only:
         from mi_datagen.bench.suite import load_suite

@@ -68,7 +68,8 @@ class Store:
 
     def shards_done(self) -> np.ndarray:
         """The ``done`` markers as written (they can be ahead of the manifest while a run is going on)."""
-        return np.asarray(self.group[layout.DONE][:], dtype=bool)
+        with self.reading(layout.DONE):
+            return np.asarray(self.group[layout.DONE][:], dtype=bool)
 
     def require_complete(self) -> None:
         if not self.complete:

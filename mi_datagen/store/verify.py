@@ -24,6 +24,9 @@ from mi_datagen.store import zarr_store as zs
 
 __all__ = ["VerifyReport", "verify"]
 
+# what decoding a damaged chunk raises (zarr: checksum mismatch, truncated buffers, bad shard indexes)
+_READ_ERRORS = (ValueError, OSError, RuntimeError, IndexError, KeyError, TypeError)
+
 
 @dataclass
 class VerifyReport:
@@ -82,7 +85,11 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
     if layout.DONE not in g:
         rep.problems.append("the done markers are missing")
     else:
-        raw = np.asarray(zs.array(g, layout.DONE)[:])
+        try:
+            raw = np.asarray(zs.array(g, layout.DONE)[:])
+        except _READ_ERRORS as e:
+            rep.problems.append(f"the done markers cannot be read ({type(e).__name__}: {e})")
+            return rep
         odd = np.flatnonzero(raw > 1)
         if odd.size:
             rep.problems.append(f"the done markers of shard(s) {odd.tolist()[:10]} hold {sorted(set(raw[odd].tolist()))}, "
@@ -105,7 +112,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
     elif done is not None:
         try:
             digests = np.asarray(zs.array(g, layout.DIGESTS)[:])
-        except (ValueError, OSError, RuntimeError) as e:  # a digest chunk failing its own crc32c
+        except _READ_ERRORS as e:  # a digest chunk failing its own crc32c
             rep.problems.append(f"the shard digests cannot be read ({type(e).__name__}: {e})")
             return rep
         todo = np.flatnonzero(done)
@@ -122,7 +129,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
                     continue
                 try:
                     rows = np.asarray(arr[lo:hi])
-                except Exception as e:  # a chunk failing its checksum or a damaged shard file
+                except _READ_ERRORS as e:  # a chunk failing its checksum or a damaged shard file
                     rep.problems.append(f"shard {i} of {key!r} cannot be read ({type(e).__name__}: {e})")
                     continue
                 if not np.array_equal(zs.rows_sha256(rows, arr.dtype), digests[i, j]):
@@ -134,4 +141,6 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
         store.template_files()
     except StoreError as e:
         rep.problems.append(str(e))
+    except _READ_ERRORS as e:
+        rep.problems.append(f"the stored template files cannot be read ({type(e).__name__}: {e})")
     return rep

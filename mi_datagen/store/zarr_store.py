@@ -153,7 +153,7 @@ def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list
         g.create_array(path, **vec)
     for path, values in (templates or {}).items():
         g.create_array(path, shape=values.shape, dtype="float64", compressors=compressor(), fill_value=0.0)[:] = values
-    g.create_array(layout.DONE, shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=None)
+    g.create_array(layout.DONE, shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=Crc32cCodec())
     if digest_arrays:
         g.create_array(layout.DIGESTS, shape=(n_shards, digest_arrays, 32), chunks=(1, digest_arrays, 32),
                        dtype="uint8", fill_value=0, compressors=Crc32cCodec())
