@@ -34,7 +34,16 @@ def test_the_howto_runs_end_to_end(tmp_path):
             # Gaussian data (no flows): the held-out Gaussian is within its finite-sample bias of the truth
             assert abs(x["estimate"] - x["truth"]) < 0.2, x
             assert x["settings"]["extras"]["stderr"] > 0  # extras returned by the estimator are recorded
-    assert (out / "report.md").is_file()
+    report = (out / "report.md").read_text()
+    assert "## Per MI level" in report and "95 % intervals" in report
+    from mi_datagen.bench.report import load_runs, per_level, summarise
+
+    for row in per_level(load_runs(out)):  # the bias/variance split, from the records alone
+        est = [x["estimate"] for x in runs if x["estimator"] == row["estimator"] and x["dataset"] == row["dataset"]]
+        assert row["seeds"] == 3 and row["mse"] == pytest.approx(row["bias"] ** 2 + row["variance"], rel=1e-9, abs=1e-15)
+        assert row["mean"] == pytest.approx(np.mean(est), rel=1e-12)
+    for s in summarise(load_runs(out)).values():
+        assert s["rmse_ci"][0] <= s["rmse"] + 1e-12 and s["rmse"] - 1e-12 <= s["rmse_ci"][1]
 
 
 def _cmd(body: str) -> str:
@@ -63,6 +72,7 @@ def test_suite_entries_for_external_estimators_are_checked(tmp_path):
         with_estimators(suite, ["pkg_a.mod:mine", "pkg_b.mod:mine"])  # both would be named "mine"
     bad = tmp_path / "s.yaml"
     bad.write_text(HOWTO.read_text().replace(', callable: "mi_datagen.estimators.examples:heldout_gaussian"', ""))
-    (tmp_path / "howto_spec.yaml").write_text((HOWTO.parent / "howto_spec.yaml").read_text())
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "howto.yaml").write_text((HOWTO.parent / "specs" / "howto.yaml").read_text())
     with pytest.raises(SpecError, match="method external needs exactly one of `callable`"):
         load_suite(bad)

@@ -40,8 +40,48 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
             "rmse": float(np.sqrt(np.mean((est - tru) ** 2))) if ok else math.nan,
             "corr": float(np.corrcoef(est, tru)[0, 1]) if len(ok) > 2 and np.std(est) > 0 else math.nan,
             "time_s": float(np.mean([r.get("time_s", math.nan) for r in ok])) if ok else math.nan,
+            **bootstrap_intervals(ok),
         }
     return out
+
+
+def bootstrap_intervals(ok: list[dict], n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """95 % percentile intervals of RMSE and Pearson r, resampling whole datasets (a dataset's seeds and
+    pairs move together: they share a store, so they are not independent draws)."""
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in ok:
+        groups[r["dataset"]].append((r["estimate"], r["truth"]))
+    keys = sorted(groups)
+    nan = {"rmse_ci": (math.nan, math.nan), "corr_ci": (math.nan, math.nan)}
+    if len(keys) < 2:
+        return nan
+    rng = np.random.default_rng(seed)
+    rmses, corrs = [], []
+    for _ in range(n_boot):
+        pick = [groups[keys[i]] for i in rng.integers(len(keys), size=len(keys))]
+        e, t = (np.array([p[j] for g in pick for p in g]) for j in (0, 1))
+        rmses.append(float(np.sqrt(np.mean((e - t) ** 2))))
+        if np.std(e) > 0 and np.std(t) > 0:
+            corrs.append(float(np.corrcoef(e, t)[0, 1]))
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {"rmse_ci": tuple(float(v) for v in np.percentile(rmses, q)),
+            "corr_ci": tuple(float(v) for v in np.percentile(corrs, q)) if corrs else (math.nan, math.nan)}
+
+
+def per_level(runs: list[dict]) -> list[dict]:
+    """Per estimator and (dataset, pair): the truth, mean and std over seeds, bias, variance and MSE
+    (MSE = bias² + variance, the variance over seeds with ddof = 0)."""
+    cells: dict[tuple, list[dict]] = defaultdict(list)
+    for r in runs:
+        if r["status"] == "ok" and r.get("kind", "estimate") == "estimate" and r.get("truth") is not None:
+            cells[(r["estimator"], r["dataset"], "+".join(r["a"]), "+".join(r["b"]))].append(r)
+    rows = []
+    for (est, ds, a, b), rs in cells.items():
+        e, t = np.array([r["estimate"] for r in rs]), rs[0]["truth"]
+        rows.append({"estimator": est, "dataset": ds, "pair": f"{a}; {b}", "truth": t, "seeds": len(rs),
+                     "mean": float(e.mean()), "std": float(e.std(ddof=1)) if len(e) > 1 else math.nan,
+                     "bias": float(e.mean() - t), "variance": float(e.var()), "mse": float(np.mean((e - t) ** 2))})
+    return sorted(rows, key=lambda r: (r["estimator"], r["pair"], r["truth"]))
 
 
 def _fmt(v: float, spec: str = ".3f") -> str:
@@ -77,7 +117,21 @@ def write_report(out: Path, suite) -> Path:
                     "yes" if s["corr"] >= 0.99 and s["rmse"] <= target[1] else "no")
                 row += f" {'—' if target is None else f'{target[0]:.3f} / {target[1]:.3f}'} | {met} |"
             lines.append(row)
+        if any(not math.isnan(s["rmse_ci"][0]) for s in summary.values()):
+            lines += ["", "95 % intervals (bootstrap over datasets, 1 000 resamples):", "",
+                      "| estimator | RMSE | RMSE interval | r | r interval |", "|---|---|---|---|---|"]
+            for name, s in summary.items():
+                lines.append(f"| {name} | {_fmt(s['rmse'])} | {_fmt(s['rmse_ci'][0])} – {_fmt(s['rmse_ci'][1])} | "
+                             f"{_fmt(s['corr'])} | {_fmt(s['corr_ci'][0])} – {_fmt(s['corr_ci'][1])} |")
     lines += _per_dataset(runs)
+    levels = per_level(runs)
+    if levels and max(r["seeds"] for r in levels) > 1:
+        lines += ["", "## Per MI level: mean ± std over seeds, bias, variance, MSE (nats)", "",
+                  "| estimator | dataset | pair | truth | mean ± std | bias | variance | MSE | seeds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['estimator']} | {r['dataset']} | {r['pair']} | {r['truth']:.3f} | {r['mean']:.3f} ± "
+                  f"{_fmt(r['std'])} | {r['bias']:+.3f} | {r['variance']:.2e} | {r['mse']:.2e} | {r['seeds']} |"
+                  for r in levels]
     reg = [r for r in runs if r.get("kind") == "regression" and r["status"] == "ok"]
     if reg:
         lines += ["", "## θ-regression", "", "| dataset | I(θ; input) | test RMSE | Bayes floor σ_θ·e^(−I) | seeds |",
