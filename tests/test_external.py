@@ -35,7 +35,8 @@ def test_the_howto_runs_end_to_end(tmp_path):
             assert abs(x["estimate"] - x["truth"]) < 0.2, x
             assert x["settings"]["extras"]["stderr"] > 0  # extras returned by the estimator are recorded
     report = (out / "report.md").read_text()
-    assert "## Per MI level" in report and "95 % intervals" in report
+    assert "## Per MI level" in report and "95 % intervals" in report and "## Shortcut check" in report
+    assert len(list((out / "shortcuts").glob("*.json"))) == 3  # once per dataset and pair, not per run
     from mi_datagen.bench.report import load_runs, per_level, summarise
 
     for row in per_level(load_runs(out)):  # the bias/variance split, from the records alone

@@ -127,6 +127,18 @@ class Suite(_Frozen):
         return v
 
 
+def _shortcut_once(out: Path, dataset: str, a, b, x, y, truth) -> None:
+    """The shortcut check of one (dataset, pair), computed once and kept beside the runs."""
+    from mi_datagen.bench.shortcut import shortcut_check
+
+    target = out / "shortcuts" / f"{run_id(dataset, a, b, 'shortcut', 0)}.json"
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    rec = {"dataset": dataset, "a": list(a), "b": list(b), **shortcut_check(x, y, truth)}
+    target.write_text(json.dumps(rec, indent=1, default=float))
+
+
 def with_estimators(suite: Suite, refs: list[str]) -> Suite:
     """The suite with external estimators added: ``package.module:name`` or ``cmd:COMMAND LINE``."""
     extra = []
@@ -290,6 +302,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
             if key not in pairs:
                 pairs = {key: load_pair(str(stores[member.name]), list(a), list(b))}  # keep one pair in memory
             x, y, truth = pairs[key]
+            _shortcut_once(out, member.name, a, b, x, y, truth)
             rec.update(store=str(stores[member.name]), truth=truth)
             if kind == "estimate":
                 result = (estimate_external(x, y, seed=seed, callable=cfg.callable, command=cfg.command, **cfg.settings)

@@ -105,3 +105,30 @@ def entropy_check_cmd(
                   f"{q['float_roundtrip']['rel_rms_max']:.2e}", highlight=False)
     js, png = write_check(res, out_dir)
     out.print(f"wrote {js} and {png}", highlight=False)
+
+
+@app.command()
+def shortcut(store: str = typer.Argument(..., help="a dataset store"),
+             a: str = typer.Option("X1", "--a"), b: str = typer.Option("X2", "--b"),
+             n: int = typer.Option(2000, help="samples used"),
+             json_out: Optional[Path] = typer.Option(None, "--json")) -> None:
+    """How much of I(a; b) trivial statistics (channel means, lowest spatial frequencies) already carry."""
+    import json
+
+    from mi_datagen.bench.shortcut import shortcut_check
+    from mi_datagen.estimators.pairs import load_pair
+
+    x, y, truth = load_pair(store, [a], [b])
+    res = shortcut_check(x, y, truth, n=n)
+    t = Table(title=f"{store}: I({a}; {b}) = {fmt(truth)} nats exact; from trivial statistics ({res['n']} samples)",
+              title_justify="left")
+    t.add_column("estimate")
+    t.add_column("nats", justify="right")
+    for k, v in res["estimates"].items():
+        t.add_row(k, fmt(v) if isinstance(v, float) else str(v))
+    out.print(t)
+    share = "—" if res["share"] is None else f"{res['share']:.0%}"
+    out.print(f"shortcut: at most {fmt(res['max_nats'])} of {fmt(truth)} nats ({share}) from trivial statistics",
+              highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps(res, indent=1, default=float))
