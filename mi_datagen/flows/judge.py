@@ -44,7 +44,8 @@ def cpu_has_bf16() -> bool:
 
 class _BN(nn.BatchNorm2d):
     def __init__(self, c: int, momentum: float = 0.6):
-        super().__init__(c, momentum=momentum, eps=1e-12)
+        # airbench's momentum is the weight of the running statistics; torch's is the weight of the batch
+        super().__init__(c, momentum=1 - momentum, eps=1e-12)
         self.weight.requires_grad = False  # scale fixed at 1: only the shift is learned
 
 
@@ -118,6 +119,10 @@ class JudgeConfig:
     label_smoothing: float = 0.2
     whiten_bias_epochs: int = 3
     translate: int = 2
+    # Gaussian noise of a per-image std drawn from U(0, noise), in [-1, 1] units: flows stop at t_end < 1
+    # and leave about 1 − t_end of noise, which a judge trained on clean images reads as texture
+    # (0.889 → 0.731 test accuracy at σ = 0.03 without this)
+    noise: float = 0.05
     seed: int = 0
     bf16: bool | None = None  # None: where the CPU has native bf16 (or on a GPU)
     device: str = "cpu"
@@ -127,8 +132,9 @@ class JudgeConfig:
         return asdict(self)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, translate: int) -> torch.Tensor:
-    """Each image mirrored with probability 1/2, then shifted by up to ``translate`` pixels (reflect padding)."""
+def _augment(x: torch.Tensor, gen: torch.Generator, translate: int, noise: float = 0.0) -> torch.Tensor:
+    """Each image mirrored with probability 1/2, shifted by up to ``translate`` pixels (reflect padding),
+    then given Gaussian noise of a std drawn from U(0, ``noise``)."""
     mirror = (torch.rand(x.shape[0], generator=gen) < 0.5).view(-1, 1, 1, 1)
     x = torch.where(mirror, x.flip(-1), x)
     if translate:
@@ -139,6 +145,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator, translate: int) -> torch.Ten
         cols = (torch.arange(32)[None, :] + dx[:, None])
         x = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None],
                    rows[:, None, :, None], cols[:, None, None, :]]
+    if noise > 0:
+        sigma = noise * torch.rand(x.shape[0], generator=gen).view(-1, 1, 1, 1)
+        x = x + sigma * torch.randn(x.shape, generator=gen)
     return x
 
 
@@ -206,7 +215,7 @@ def train_judge(train: ImageData, run_dir: str | Path, cfg: JudgeConfig = JudgeC
             if step >= total:
                 break
             idx = perm[i * bs:(i + 1) * bs]
-            x = _augment(_to_float(train.images[idx]), gen, cfg.translate)
+            x = _augment(_to_float(train.images[idx]), gen, cfg.translate, cfg.noise)
             y = torch.from_numpy(train.labels[idx].astype(np.int64))
             with torch.autocast(cfg.device, dtype=torch.bfloat16, enabled=bf16):
                 logits = net._logits(net.normalise(x))
