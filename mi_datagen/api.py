@@ -74,7 +74,8 @@ def expand(spec: SpecLike, base_dir: str | Path = ".") -> list[GraphSpec]:
             notes = [f"sweep: {sw.parameter} = {v:g}" for v in vals]
         else:
             q = sw.quantity
-            assert q is not None, "SweepSpec.values_or_quantity guarantees values or a quantity"
+            if q is None:  # SweepSpec.values_or_quantity refuses this at validation
+                raise SpecError(f"sweep of {spec.name!r}: needs `values` or `quantity` with `nats`")
             targets = sw.targets()
             vals = [solve_parameter(spec, sw.parameter, q, t, sw.bracket, base_dir, cache) for t in targets]
             notes = [f"sweep: {sw.parameter} = {v:.12g} gives {q.label()} = {t:g} nats"

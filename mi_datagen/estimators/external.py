@@ -122,8 +122,7 @@ def estimate_external(x, y, *, seed: int = 0, callable: str | None = None, comma
     if callable is not None:
         nats, extras = _run_callable(callable, arrays, seed, settings)
         who = callable
-    else:
-        assert command is not None
+    elif command is not None:
         if settings:
             raise EstimatorError(f"estimator command {command!r}: settings {sorted(settings)} cannot be passed to a "
                                  "command; put them in the command line")

@@ -109,7 +109,8 @@ class StructuredSolver:
         out = np.zeros(n)
         y = np.zeros((n, m.K))
         if vectors:
-            assert zv is not None, "vector nodes given without their values"
+            if zv is None:
+                raise SpecError(f"mahalanobis: vector nodes {list(vectors)} given without their values")
             idx = [m.vector_rows[v] for v in vectors]
             Pz = np.einsum("uv,nvd->nud", p.Cinv, zv)
             out += np.einsum("nud,nud->n", zv, Pz)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mi_datagen.errors import ResourceError
+from mi_datagen.errors import ResourceError, SpecError
 from mi_datagen.model.sem import LinearSEM
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -48,7 +48,8 @@ def dense_A(sem: LinearSEM, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.
             if pk == "scalar" and ck == "scalar":
                 block += e.coef * p
             elif pk == "scalar":  # scalar → vector: template column (the spec requires one)
-                assert t is not None
+                if t is None:
+                    raise SpecError(f"edge {e.parent} -> {n}: a scalar → vector edge needs a template")
                 block += e.coef * np.outer(t, p[0])
             elif ck == "scalar":  # vector → scalar: weights row
                 block += e.coef * (t @ p)[None, :]

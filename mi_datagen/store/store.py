@@ -110,11 +110,13 @@ class Store:
     @contextmanager
     def reading(self, key: str):
         """Decoding errors of ``key`` (a chunk failing its crc32c, a damaged shard file) as one StoreError."""
+        from mi_datagen.store.zarr_store import READ_ERRORS
+
         try:
             yield
         except StoreError:
             raise
-        except (ValueError, OSError, RuntimeError) as e:
+        except READ_ERRORS as e:
             raise StoreError(f"{self.path}: {key!r} cannot be read ({type(e).__name__}: {e}); the store is damaged: "
                              "run `mi-datagen verify` on it") from None
 
@@ -150,13 +152,12 @@ class Store:
         order = self.manifest.digest_arrays
         if path not in order:
             return
+        from mi_datagen.store.zarr_store import array, rows_sha256
+
         if self._digests is None:
-            from mi_datagen.store import zarr_store as zs
-
-            self._digests = np.asarray(zs.array(self.group, layout.DIGESTS)[:])
+            with self.reading(layout.DIGESTS):
+                self._digests = np.asarray(array(self.group, layout.DIGESTS)[:])
         want = self._digests[shard, order.index(path)]
-        from mi_datagen.store.zarr_store import rows_sha256
-
         if not want.any() or not np.array_equal(rows_sha256(rows, rows.dtype), want):
             raise StoreError(f"{self.path}: shard {shard} of {path!r} does not match the digest written with it "
                              "(a missing, swapped or altered file); run `mi-datagen verify` on the store")

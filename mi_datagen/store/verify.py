@@ -24,8 +24,6 @@ from mi_datagen.store import zarr_store as zs
 
 __all__ = ["VerifyReport", "verify"]
 
-# what decoding a damaged chunk raises (zarr: checksum mismatch, truncated buffers, bad shard indexes)
-_READ_ERRORS = (ValueError, OSError, RuntimeError, IndexError, KeyError, TypeError)
 
 
 @dataclass
@@ -62,7 +60,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
     man = store.manifest
     try:
         g = zarr.open_group(store.path, mode="r")
-    except Exception as e:  # an unreadable root group: nothing below can be checked
+    except zs.READ_ERRORS as e:  # an unreadable root group: nothing below can be checked
         rep.problems.append(f"the zarr group cannot be opened ({type(e).__name__}: {e})")
         return rep
     arrays: dict[str, zarr.Array] = {}
@@ -87,7 +85,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
     else:
         try:
             raw = np.asarray(zs.array(g, layout.DONE)[:])
-        except _READ_ERRORS as e:
+        except zs.READ_ERRORS as e:
             rep.problems.append(f"the done markers cannot be read ({type(e).__name__}: {e})")
             return rep
         odd = np.flatnonzero(raw > 1)
@@ -112,7 +110,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
     elif done is not None:
         try:
             digests = np.asarray(zs.array(g, layout.DIGESTS)[:])
-        except _READ_ERRORS as e:  # a digest chunk failing its own crc32c
+        except zs.READ_ERRORS as e:  # a digest chunk failing its own crc32c
             rep.problems.append(f"the shard digests cannot be read ({type(e).__name__}: {e})")
             return rep
         todo = np.flatnonzero(done)
@@ -129,7 +127,7 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
                     continue
                 try:
                     rows = np.asarray(arr[lo:hi])
-                except _READ_ERRORS as e:  # a chunk failing its checksum or a damaged shard file
+                except zs.READ_ERRORS as e:  # a chunk failing its checksum or a damaged shard file
                     rep.problems.append(f"shard {i} of {key!r} cannot be read ({type(e).__name__}: {e})")
                     continue
                 if not np.array_equal(zs.rows_sha256(rows, arr.dtype), digests[i, j]):
@@ -141,6 +139,6 @@ def verify(path: str, progress: bool = False) -> VerifyReport:
         store.template_files()
     except StoreError as e:
         rep.problems.append(str(e))
-    except _READ_ERRORS as e:
+    except zs.READ_ERRORS as e:
         rep.problems.append(f"the stored template files cannot be read ({type(e).__name__}: {e})")
     return rep

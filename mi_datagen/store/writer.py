@@ -203,7 +203,8 @@ def _init_worker(spec, out, cfg, files) -> None:
 
 
 def _write_shard(i: int) -> int:
-    assert _WORKER is not None
+    if _WORKER is None:  # pragma: no cover - the pool initializer always runs first
+        raise RuntimeError("worker process used before its initializer ran")
     return _WORKER.write_shard(i)
 
 

@@ -69,6 +69,9 @@ def is_zarr(path: str) -> bool:
     return fs.exists(f"{root}/zarr.json")
 
 
+# what decoding a damaged chunk raises (zarr: checksum mismatch, truncated buffers, bad shard indexes)
+READ_ERRORS = (ValueError, OSError, RuntimeError, IndexError, KeyError, TypeError)
+
 MARKER = "mi_datagen_store"  # a root-group attribute set when the store is created, before any array
 
 
