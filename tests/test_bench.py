@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mi_datagen.bench.report import load_runs, summarise
+from mi_datagen.bench.ssl_suite import load_ssl_suite
 from mi_datagen.bench.suite import load_suite, run_suite
 from mi_datagen.errors import SpecError
 
@@ -230,10 +231,17 @@ def test_shipped_suites_load_and_their_datasets_expand():
     root = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
     members = {}
     for path in sorted(root.glob("*.yaml")):
-        suite = load_suite(path)
+        if path.name.startswith("ssl-"):
+            with pytest.raises(SpecError, match="an SSL suite"):
+                load_suite(path)
+            suite = load_ssl_suite(path)
+        else:
+            suite = load_suite(path)
         members[suite.name] = [m for e in suite.datasets for m in load_and_expand(path.parent / e.spec)]
         assert members[suite.name], path
-    assert {"table1", "table1-standardised", "theta-regression", "latents", "latents-ci", "multimodal"} <= set(members)
+    assert {"table1", "table1-standardised", "theta-regression", "latents", "latents-ci", "multimodal",
+            "ssl-table1", "ssl-table1-latents", "ssl-multimodal", "ssl-multimodal-latents"} <= set(members)
+    assert [m.name for m in members["ssl-table1"]] == [m.name for m in members["table1-standardised"]]
     raw, std = members["table1"], members["table1-standardised"]
     assert len(raw) == len(std) == 10
     assert not any(x.standardize for m in raw for x in m.modalities)

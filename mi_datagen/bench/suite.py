@@ -28,12 +28,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class DatasetEntry(_Frozen):
+class StoreEntry(_Frozen):
+    """A suite's dataset: a spec (a sweep gives one dataset per member) and how to generate its store."""
+
     spec: str = Field(description="spec YAML, relative to the suite file")
     n: int = Field(gt=0)
     seed: int = Field(0, ge=0)
     images: bool = Field(True, description="false: flows removed, the latent blocks are the stored modalities")
-    pairs: list[tuple[list[Name], list[Name]]] = Field(min_length=1)
     generate: dict = Field(default_factory=dict, description="further GenerateConfig options")
 
     @field_validator("generate")
@@ -48,6 +49,10 @@ class DatasetEntry(_Frozen):
         if unknown:
             raise ValueError(f"generate: unknown options {unknown}; allowed: {sorted(allowed)}")
         return v
+
+
+class DatasetEntry(StoreEntry):
+    pairs: list[tuple[list[Name], list[Name]]] = Field(min_length=1)
 
 
 class EstimatorEntry(_Frozen):
@@ -170,6 +175,8 @@ def load_suite(path: str | Path) -> Suite:
     if not p.is_file():
         raise SpecError(f"{p}: no such suite file")
     data = load_yaml(p.read_text(), str(p))
+    if isinstance(data, dict) and data.get("kind") == "ssl":
+        raise SpecError(f"{p}: an SSL suite (kind: ssl); run it with `mi-datagen ssl {p}`")
     try:
         return Suite.model_validate(data)
     except ValidationError as err:
@@ -180,7 +187,7 @@ def _strip_flows(spec):
     return spec.model_copy(update={"modalities": [m.model_copy(update={"flow": None}) for m in spec.modalities]})
 
 
-def _job(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool):
+def _job(entry: StoreEntry, member, base: Path, stores: Path, progress: bool):
     """(store path, generation job) of one dataset of a suite."""
     from mi_datagen.store.generate import GenerateConfig, GenerationJob
 
@@ -197,7 +204,7 @@ def _plan(path: Path, job):
     return plan(str(path), job.generation_key(), resume=True, overwrite=False, replace_other_jobs=True)
 
 
-def _complete_store(entry: DatasetEntry, member, base: Path, stores: Path) -> bool:
+def _complete_store(entry: StoreEntry, member, base: Path, stores: Path) -> bool:
     """Whether this dataset's store is already complete for this very job (nothing would be generated)."""
     from mi_datagen.store.writer import Plan
 
@@ -205,7 +212,7 @@ def _complete_store(entry: DatasetEntry, member, base: Path, stores: Path) -> bo
     return _plan(path, job) is Plan.COMPLETE
 
 
-def _store(entry: DatasetEntry, member, base: Path, stores: Path, progress: bool) -> Path:
+def _store(entry: StoreEntry, member, base: Path, stores: Path, progress: bool) -> Path:
     from mi_datagen.store.writer import Plan, StoreWriter
 
     path, job = _job(entry, member, base, stores, progress)

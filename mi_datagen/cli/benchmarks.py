@@ -132,3 +132,35 @@ def shortcut(store: str = typer.Argument(..., help="a dataset store"),
               highlight=False)
     if json_out:
         json_out.write_text(json.dumps(res, indent=1, default=float))
+
+
+@app.command()
+def ssl(suite: Path = typer.Argument(..., help="SSL suite YAML (benchmarks/suites/ssl-*.yaml)"),
+        out_dir: Optional[Path] = typer.Option(None, "--out", help="output folder (default: the suite's `out`)"),
+        stores: Optional[Path] = typer.Option(None, help="folder for the generated stores (default: the suite's "
+                                                         "`stores`, else <out>/stores)"),
+        datasets: Optional[str] = typer.Option(None, help="comma list: only these datasets (full names or "
+                                                          "suffixes such as 00,09)"),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default)")) -> None:
+    """Train contrastive encoders on stores; θ probes vs the Bayes floor, InfoNCE and representation MI vs exact."""
+    import json
+
+    import torch
+
+    from mi_datagen.bench.report import load_runs
+    from mi_datagen.bench.ssl_suite import run_ssl_suite
+
+    if threads:
+        torch.set_num_threads(threads)
+    folder = run_ssl_suite(suite, out_dir, stores_dir=stores,
+                           datasets=[d.strip() for d in datasets.split(",") if d.strip()] if datasets else None)
+    runs = load_runs(folder)
+    ok = [r for r in runs if r["status"] == "ok"]
+    ratios = [p["ratio"] for r in ok for p in r["probes"]]
+    flags = sum(len(r["flags"]) for r in ok)
+    out.print(f"{len(ok)}/{len(runs)} runs ok; probe RMSE / Bayes floor {min(ratios, default=float('nan')):.3f}–"
+              f"{max(ratios, default=float('nan')):.3f}; {flags} flag(s); report: {folder / 'report.md'}",
+              highlight=False)
+    for r in runs:
+        if r["status"] != "ok":
+            err.print(f"{r['id']}: {json.dumps(r['error'])}")
