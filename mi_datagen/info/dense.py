@@ -41,9 +41,13 @@ def dense_logdet(A: dict[str, np.ndarray], names) -> float:
     return float(val) if sign > 0 else -np.inf
 
 
-def _range_whitener(S: np.ndarray) -> np.ndarray:
+def _range_whitener(S: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """Whitens the range of S. Eigenvalues below the rounding level of ``scale`` (the largest eigenvalue of the
+    covariance *before* conditioning, default S's own) are zero: a residual of that size is rounding, not
+    information, so a block that conditioning determines has no range (and the MI is 0)."""
     w, V = np.linalg.eigh(S)
-    keep = w > max(S.shape[0], 1) * EPS * max(w.max(initial=0.0), 0.0) * 64
+    ref = max(w.max(initial=0.0), 0.0) if scale is None else scale
+    keep = w > max(S.shape[0], 1) * EPS * ref * 64
     return V[:, keep] / np.sqrt(w[keep])
 
 
@@ -51,6 +55,8 @@ def dense_mi(A: dict[str, np.ndarray], a, b, given=()) -> float:
     """I(a; b | given) from canonical correlations of the conditional covariance."""
     a, b, c = list(a), list(b), list(given)
     Ra, Rb = _rows(A, a), _rows(A, b)
+    scale_a = float(np.linalg.eigvalsh(Ra @ Ra.T).max(initial=0.0))
+    scale_b = float(np.linalg.eigvalsh(Rb @ Rb.T).max(initial=0.0))
     if c:
         Rc = _rows(A, c)
         # residualise a and b on c in source space: project out the row space of Rc
@@ -58,8 +64,8 @@ def dense_mi(A: dict[str, np.ndarray], a, b, given=()) -> float:
         Q = Q[:, sv > max(Rc.shape) * EPS * sv.max(initial=0.0) * 8]
         Ra = Ra - (Ra @ Q) @ Q.T
         Rb = Rb - (Rb @ Q) @ Q.T
-    Wa = _range_whitener(Ra @ Ra.T)
-    Wb = _range_whitener(Rb @ Rb.T)
+    Wa = _range_whitener(Ra @ Ra.T, scale_a)
+    Wb = _range_whitener(Rb @ Rb.T, scale_b)
     if Wa.shape[1] == 0 or Wb.shape[1] == 0:
         return 0.0
     rho = np.linalg.svd(Wa.T @ (Ra @ Rb.T) @ Wb, compute_uv=False)

@@ -14,6 +14,7 @@ import numpy as np
 
 from mi_datagen.errors import SpecError, StructureError, UnknownNameError
 from mi_datagen.info import dense as dn
+from mi_datagen.info.split import TOLERANCE_NOTE, SplitSolver
 from mi_datagen.info.structured import NeedsDense, StructuredSolver
 from mi_datagen.model.dense import DEFAULT_MAX_BYTES, dense_A
 from mi_datagen.model.sem import LinearSEM
@@ -44,7 +45,10 @@ class InfoSolver:
             else structure_of(sem)
         if method == "structured" and self.structured is None:
             raise StructureError(f"the structured solver does not apply: {self.structure_note}")
-        self._fast = StructuredSolver(self.structured) if self.structured is not None else None
+        self._fast = StructuredSolver(self.structured) if self.structured is not None else None  # PMI
+        self._split = SplitSolver(sem, self.structured) if self.structured is not None else None
+        self._notes: dict[tuple, str] = {}
+        self._mi_cache: dict[tuple, tuple[float, str | None]] = {}
 
     @property
     def method(self) -> str:
@@ -73,27 +77,9 @@ class InfoSolver:
         return value
 
     def prefetch(self, sets: Iterable[Iterable[str]]) -> None:
-        """Compute the log-dets of many sets at once (batched by signature on the structured path)."""
-        todo = {frozenset(x) for x in sets} - set(self._cache)
-        if self._fast is None or not todo:
-            return
-        groups: dict[tuple[int, int], list[tuple[frozenset, tuple, tuple]]] = {}
-        kinds = self.sem.kinds
-        for key in todo:  # a log-det does not depend on the order of the blocks: no sorting
-            sc = tuple(n for n in key if kinds[n] == "scalar")
-            vc = tuple(n for n in key if kinds[n] == "vector")
-            groups.setdefault((len(sc), len(vc)), []).append((key, sc, vc))
-        for (ns, nv), items in groups.items():
-            if ns == 0 and nv == 0:
-                for key, _, _ in items:
-                    self._cache[key] = 0.0
-                continue
-            try:
-                vals = self._fast.logdet_many([i[1] for i in items], [i[2] for i in items])
-            except NeedsDense:
-                continue  # left to logdet(), which falls back per set
-            for (key, _, _), v in zip(items, vals):
-                self._cache[key] = float(v)
+        """Compute the log-dets of many sets at once (their shared factorisations are cached)."""
+        for x in sets:
+            self.logdet(tuple(x))
 
     def prefetch_mi(self, quantities: Iterable[tuple]) -> None:
         """Prefetch every log-det that ``mi(a, b, given)`` needs for each (a, b, given)."""
@@ -104,13 +90,8 @@ class InfoSolver:
         self.prefetch(sets)
 
     def _logdet(self, order: tuple[str, ...]) -> float:
-        if self._fast is not None:
-            sc = tuple(n for n in order if self.sem.kinds[n] == "scalar")
-            vc = tuple(n for n in order if self.sem.kinds[n] == "vector")
-            try:
-                return self._fast.logdet(sc, vc)
-            except NeedsDense:
-                pass
+        if self._split is not None:
+            return self._split.logdet(order)
         return dn.dense_logdet(self.dense(), order)
 
     # --- quantities -------------------------------------------------------------------------
@@ -120,10 +101,20 @@ class InfoSolver:
         return 0.5 * (self.sem.dims(names) * LOG_2PIE + self.logdet(names))
 
     def mi(self, a, b, given=()) -> float:
-        """I(a; b | given) = ½(L(a∪c) + L(b∪c) − L(c) − L(a∪b∪c))."""
+        """I(a; b | given) = ½(L(a∪c) + L(b∪c) − L(c) − L(a∪b∪c)), on bases of each side (exactly 0 when a side is
+        a deterministic function of the conditioning set, ∞ for a deterministic relation between the sides)."""
         a, b, c = _names(a), _names(b), _names(given)
         if len(set(a + b + c)) != len(a) + len(b) + len(c):
             raise SpecError(f"a={a}, b={b}, given={c} must be disjoint (and without repeats)")
+        self._check(a + b + c)
+        if self._split is not None:
+            key = (frozenset(a), frozenset(b), frozenset(c))
+            hit = self._mi_cache.get(key)
+            if hit is None:
+                hit = self._mi_cache[key] = self._split.mi(a, b, c)
+                if hit[1] is not None:
+                    self._notes[key] = hit[1]
+            return hit[0]
         lac, lbc, lc, labc = (self.logdet(a + c), self.logdet(b + c), self.logdet(c), self.logdet(a + b + c))
         if all(map(math.isfinite, (lac, lbc, lc))):
             if labc == -math.inf:
@@ -134,19 +125,8 @@ class InfoSolver:
         return dn.dense_mi(self.dense(), a, b, c)
 
     def mi_many(self, quantities: list[tuple]) -> list[float]:
-        """mi(a, b, given) for many triples of name tuples: log-dets batched, then read from the cache."""
-        self.prefetch_mi(quantities)
-        cache, out = self._cache, []
-        for a, b, c in quantities:
-            v = None
-            k_ac, k_bc, k_c, k_abc = frozenset(a + c), frozenset(b + c), frozenset(c), frozenset(a + b + c)
-            lac, lbc, lc, labc = cache.get(k_ac), cache.get(k_bc), cache.get(k_c), cache.get(k_abc)
-            if (lac is not None and lbc is not None and lc is not None and labc is not None
-                    and len(k_abc) == len(a) + len(b) + len(c)):
-                if lac > -math.inf and lbc > -math.inf and lc > -math.inf:
-                    v = math.inf if labc == -math.inf else max(0.5 * (lac + lbc - lc - labc), 0.0)
-            out.append(self.mi(a, b, c) if v is None else v)
-        return out
+        """mi(a, b, given) for many triples of name tuples (log-dets shared through the caches)."""
+        return [self.mi(a, b, c) for a, b, c in quantities]
 
     def total_correlation(self, groups: Iterable[Iterable[str] | str]) -> float:
         """TC = Σ_i h(Z_i) − h(Z_1..Z_n) = Σ_i I(Z_1..Z_{i-1}; Z_i) (chain rule, finite-safe)."""
@@ -167,15 +147,17 @@ class InfoSolver:
     def explain(self, a, b=(), given=()) -> str | None:
         """Why a quantity is infinite (or None if it is finite)."""
         a, b, c = _names(a), _names(b), _names(given)
+        exact = f"; {TOLERANCE_NOTE}" if self._split is not None else ""
         if not b:
             if math.isfinite(self.logdet(a)):
                 return None
-            return f"Σ of {{{', '.join(a)}}} is singular: some linear combination of these nodes has no noise"
+            return f"Σ of {{{', '.join(a)}}} is singular: some linear combination of these nodes has no noise{exact}"
         if math.isfinite(self.mi(a, b, c)):
-            return None
+            note = self._notes.get((frozenset(a), frozenset(b), frozenset(c)))
+            return note + exact if note else None
         cond = f" given {{{', '.join(c)}}}" if c else ""
         return (f"{{{', '.join(a)}}} and {{{', '.join(b)}}} are linked by a deterministic linear relation{cond} "
-                "(the joint covariance is singular while each side is not): the MI is infinite")
+                f"(the joint covariance is singular while each side is not): the MI is infinite{exact}")
 
     def _ensure_dense_fits(self, names) -> None:
         try:

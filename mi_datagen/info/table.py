@@ -75,7 +75,7 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
     def add(a, b, given, kind):
         a, b, given = tuple(a), tuple(b), tuple(given)
         v = values[(a, b, given)] if (a, b, given) in values else solver.mi(a, b, given)
-        mi_recs.append(MIRecord(a, b, given, v, kind, None if math.isfinite(v) else solver.explain(a, b, given)))
+        mi_recs.append(MIRecord(a, b, given, v, kind, solver.explain(a, b, given)))
 
     for m in mods:
         add(t, (m,), (), "target-modality")
