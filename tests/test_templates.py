@@ -66,3 +66,18 @@ def test_file_npy_and_image(tmp_path):
                        "target": "a", "modalities": [{"node": "v"}]})
     got = resolve_template(spec.edges[0].template, SHAPE, base_dir=tmp_path)
     np.testing.assert_allclose(got, np.moveaxis(img, -1, 0).reshape(-1) / 255.0)
+
+
+def test_wave_template_values_and_errors():
+    import math
+
+    from mi_datagen.errors import SpecError
+    from mi_datagen.spec.templates import resolve_template
+    from mi_datagen.spec.templates_spec import WaveTemplate
+
+    t = resolve_template(WaveTemplate(kind="wave", freq=(1, 2), channels=[1.0, 0.0]), (2, 4, 4)).reshape(2, 4, 4)
+    assert t[0, 1, 1] == pytest.approx(math.cos(2 * math.pi * (1 / 4 + 2 / 4)), abs=1e-12) and not t[1].any()
+    with pytest.raises(SpecError, match="above the grid's Nyquist frequency"):
+        resolve_template(WaveTemplate(kind="wave", freq=(3, 0)), (1, 4, 4), where="templates.w")
+    with pytest.raises(SpecError, match="2 weights for 3 channel"):
+        resolve_template(WaveTemplate(kind="wave", freq=(1, 1), channels=[1.0, 2.0]), (3, 4, 4))

@@ -50,8 +50,8 @@ def render_spec(path: Path, max_rows: int = 40) -> str:
 def _is_sweep(path: Path) -> bool:
     import yaml
 
-    data = yaml.safe_load(path.read_text())
-    return isinstance(data, dict) and "sweep" in data
+    docs = list(yaml.safe_load_all(path.read_text()))  # a file of several documents is tabled like a sweep
+    return len(docs) > 1 or (isinstance(docs[0], dict) and "sweep" in docs[0])
 
 
 def render_all(spec_dir: Path) -> str:

@@ -19,6 +19,7 @@ from mi_datagen.spec.templates_spec import (
     RandomTemplate,
     TemplateSpec,
     UniformTemplate,
+    WaveTemplate,
 )
 
 
@@ -58,6 +59,20 @@ def _blob(t: BlobTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
     out = np.zeros((c, h, w))
     out[channels] = t.amplitude * g
     return out.reshape(-1)
+
+
+def _wave(t: WaveTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
+    c, h, w = _grid_shape(shape)
+    weights = [1.0] * c if t.channels is None else list(t.channels)
+    if len(weights) != c:
+        raise SpecError(f"{where}.channels: {len(weights)} weights for {c} channel(s); give one weight per channel")
+    fh, fw = t.freq
+    if fh > h // 2 or fw > w // 2:
+        raise SpecError(f"{where}.freq: {list(t.freq)} is above the grid's Nyquist frequency ({h // 2}, {w // 2}); "
+                        "use frequencies up to half the height and width")
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    g = np.cos(2.0 * np.pi * (fh * rows / h + fw * cols / w) + t.phase)
+    return (np.asarray(weights, dtype=np.float64)[:, None, None] * g[None]).reshape(-1)
 
 
 def read_template_file(path: Path, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -176,6 +191,8 @@ def resolve_template(t: TemplateSpec | str, shape: tuple[int, ...], *, named: di
     elif isinstance(t, RandomTemplate):
         rng = np.random.default_rng(t.seed)
         arr = rng.standard_normal(d) if t.distribution == "normal" else rng.random(d)
+    elif isinstance(t, WaveTemplate):
+        arr = _wave(t, shape, where)
     elif isinstance(t, FileTemplate):
         if files is not None and t.path in files:
             arr = _checked(np.asarray(files[t.path], dtype=np.float64), shape, where)

@@ -62,6 +62,18 @@ class RandomTemplate(_Frozen):
     normalize: Normalize = "none"
 
 
+class WaveTemplate(_Frozen):
+    """A 2-D grating on the (H, W) grid, cos(2π(f_h·h/H + f_w·w/W) + phase), on the chosen channels
+    (weights per channel, default 1 on each). Distinct frequencies are orthogonal; a grating away from the
+    lowest frequencies puts none of a cause in brightness or coarse layout (the shortcut check's statistics)."""
+
+    kind: Literal["wave"]
+    freq: tuple[NonNegativeInt, NonNegativeInt]
+    phase: FiniteFloat = 0.0
+    channels: list[FiniteFloat] | None = None
+    normalize: Normalize = "none"
+
+
 class FileTemplate(_Frozen):
     """A template read from a .npy file (shape = node shape, or flat d) or an image file (.png/.jpg,
     scaled to [0, 1], channels-first). Relative paths are relative to the spec file."""
@@ -72,7 +84,7 @@ class FileTemplate(_Frozen):
 
 
 TemplateSpec = Annotated[
-    Union[OnesTemplate, UniformTemplate, OneHotTemplate, BlobTemplate, RandomTemplate, FileTemplate],
+    Union[OnesTemplate, UniformTemplate, OneHotTemplate, BlobTemplate, RandomTemplate, WaveTemplate, FileTemplate],
     Field(discriminator="kind"),
 ]
 
