@@ -5,7 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: install demo test test-slow bench docs clean
+PEERS  := $(VENV)/.peers-stamp
+
+.PHONY: install peers demo test test-slow bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +15,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Peer estimators (torch-mist, latentmi) for the benchmarks. They pin numpy < 2, which zarr 3 cannot use; they
+## run on numpy 2 as far as mi_datagen.estimators.peers uses them, so they are installed without their pins.
+$(PEERS): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check scikit-learn pyro-ppl pandas
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps torch-mist==0.2.17 latentmi==0.1.3
+	touch $(PEERS)
+
+peers: $(PEERS)
 
 ## The main job on the shipped defaults.
 demo: $(STAMP)
@@ -23,7 +34,7 @@ demo: $(STAMP)
 	@echo "demo: dataset $(OUT)/two_modalities.zarr (manifest.json inside), preview $(OUT)/two_modalities.zarr.preview.png"
 
 ## The test suite (fast; heavier tests are marked `slow` and run by `make test-slow`).
-test: $(STAMP)
+test: $(STAMP) $(PEERS)
 	$(BIN)/ruff check mi_datagen tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
