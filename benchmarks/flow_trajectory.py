@@ -36,18 +36,22 @@ def main() -> None:
                ("FD / real floor", lambda c: c["fd_generated_vs_test"] / c["fd_train_vs_test"], 2.0),
                ("precision", lambda c: c["precision"], 0.5), ("recall", lambda c: c["recall"], 0.5)]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    families: dict[str, list] = {}
+    for p in points:  # one line per model (v1, v2, …) through its measured checkpoints
+        families.setdefault(p[1].split("-step")[0].split("@")[0], []).append(p)
     for ax, (name, fn, target) in zip(axes, figures):
-        hours = [p[0] for p in points]
-        per_class = np.array([[fn(c) for c in p[2]] for p in points])  # (points, classes)
-        labels = [c["label"] for c in points[0][2]]
-        for j, lab in enumerate(labels):
-            ax.plot(hours, per_class[:, j], "-o", ms=3, lw=0.8, alpha=0.5, label=lab)
-        ax.plot(hours, per_class.mean(1), "k-o", lw=2, label="mean")
+        for i, (fam, pts) in enumerate(families.items()):
+            hours = [p[0] for p in pts]
+            per_class = np.array([[fn(c) for c in p[2]] for p in pts])  # (points, classes)
+            for h, row in zip(hours, per_class):
+                ax.scatter([h] * len(row), row, s=8, color=f"C{i}", alpha=0.4)
+            ax.plot(hours, per_class.mean(1), "-o", color=f"C{i}", lw=2, label=f"{fam} (mean; dots: classes)")
         ax.axhline(target, color="red", ls="--", lw=1, label="target")
         ax.set(xlabel="training CPU-hours (one core)", title=name)
+        ax.set_xlim(left=0)
         if name.startswith("FD"):
             ax.set_yscale("log")
-    axes[-1].legend(fontsize=6, ncol=2)
+    axes[-1].legend(fontsize=7)
     for h, name, _ in points:
         print(f"{name}: {h:.2f} CPU-h")
     fig.tight_layout()
