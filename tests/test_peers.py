@@ -23,19 +23,20 @@ def gaussian_pair(n=1500, d=2, rho=0.8, seed=0):
 
 def test_torch_mist_estimates_are_held_out_and_near_the_truth():
     x, y, truth = gaussian_pair()
-    for est in ("smile", "infonce"):
-        r = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=0, estimator=est, max_iterations=400)
-        assert r["library"] == "torch-mist" and abs(r["nats"] - truth) < 0.35, (est, r, truth)
-    a = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=3, estimator="smile", max_iterations=200)
-    b = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=3, estimator="smile", max_iterations=200)
+    r = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=0, estimator="smile", max_iterations=400)
+    assert r["library"] == "torch-mist" and abs(r["nats"] - truth) < 0.35, (r, truth)
+    a = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=3, estimator="infonce", max_iterations=100)
+    b = torch_mist(x[:1200], y[:1200], x[1200:], y[1200:], seed=3, estimator="infonce", max_iterations=100)
     assert a["nats"] == b["nats"]  # seeded
 
 
 def test_latent_mi_runs_on_numpy_2():
     x, y, truth = gaussian_pair()
-    r = latent_mi(x[:1200], y[:1200], x[1200:], y[1200:], seed=0, N_dims=2, epochs=15, batch_size=256, lr=1e-3)
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    r = latent_mi(x[:1200], y[:1200], x[1200:], y[1200:], seed=0, N_dims=2, epochs=8, batch_size=256, lr=1e-3)
     assert r["library"] == "latentmi" and 0.3 < r["nats"] < truth + 0.3, (r, truth)
-    assert np.random.get_state()[1][0] == np.random.get_state()[1][0]  # (global numpy state restored: no crash)
+    assert np.array_equal(np.random.get_state()[1], before)  # latentmi's use of numpy's global generator is undone
 
 
 def test_peers_sit_beside_ours_in_a_suite(tmp_path):
