@@ -32,6 +32,9 @@ def generate(
     pmi: bool = typer.Option(True, help="store per-sample PMI for every pair in the manifest"),
     n_check: int = typer.Option(8, help="samples used to certify the maps and measure the round trip"),
     lipschitz: bool = typer.Option(False, help="also estimate each step's local Lipschitz constant (slower)"),
+    certify_fraction: float = typer.Option(0.0, help="certify the map on this share of the stored samples (their "
+                                                     "own trajectories; 1 = every sample); recorded in the manifest"),
+    certify_steps: int = typer.Option(1, help="per-sample certification: how many of the last steps"),
     entropy_samples: int = typer.Option(0, help="> 0: record h(X_i), h(X_i,X_j) from flow log-dets on this many "
                                         "samples (slow: ~terms × probes × steps JVPs)"),
     force: bool = typer.Option(False, help="write even if a map fails certification (the manifest says so)"),
@@ -62,10 +65,20 @@ def generate(
                   f"{'complete' if man.complete else 'INCOMPLETE'}, maps {cert}, round trip ≤ {rt:.1e} rel"
                   f"{mi}; {man.timings_s['total']:.1f} s, {rate:.1f} images/s on {D.rank_world()[1]} rank(s)",
                   highlight=False)
+        for m in man.modalities:
+            sc = m.sample_certification
+            if sc is None:
+                continue
+            bound = "-" if sc.failure_rate_bound_95 is None else f"{sc.failure_rate_bound_95:.2g}"
+            line = (f"{m.name}: {sc.n_checked} stored samples certified at steps {sc.steps}, {sc.n_failed} failed "
+                    f"(failure rate < {bound} at 95 %; worst {sc.worst if sc.worst is None else round(sc.worst, 3)})")
+            (err if sc.n_failed else out).print(line + (f"; failed samples {sc.failed_indices[:10]}…"
+                                                        if sc.n_failed else ""), highlight=False)
 
     run(spec, out_path, n, member=member, workers=workers, on_store=summary, seed=seed, dtype=dtype,
         batch_size=batch_size, tile=tile, shard_size=shard_size, chunk_size=chunk_size, latents=latents, pmi=pmi,
-        device=device, n_check=n_check, lipschitz=lipschitz, force=force, resume=resume, overwrite=overwrite,
+        device=device, n_check=n_check, lipschitz=lipschitz, certify_fraction=certify_fraction,
+        certify_steps=certify_steps, force=force, resume=resume, overwrite=overwrite,
         threads=threads, entropy_samples=entropy_samples, command=shlex.join(["mi-datagen", *sys.argv[1:]]))
 
 
@@ -94,7 +107,7 @@ def inspect(path: str = typer.Argument(..., help="a dataset store"),
               f"shards {done}/{len(man.shards_complete)} {'complete' if man.complete else 'INCOMPLETE'}; "
               f"mi-datagen {man.package_version}")
     t = Table(title="modalities", title_justify="left")
-    for c in ("name", "flow (class)", "solver", "certified", "worst rate", "round trip rel (max)"):
+    for c in ("name", "flow (class)", "solver", "certified", "worst rate", "round trip rel (max)", "per sample"):
         t.add_column(c)
     for m in man.modalities:
         flow = f"{m.flow.checkpoint} ({m.flow.class_name}) {m.flow.sha256[:10]}…" if m.flow else "identity"
@@ -102,7 +115,10 @@ def inspect(path: str = typer.Argument(..., help="a dataset store"),
         cert = m.certificate
         t.add_row(m.name, flow, solver, "-" if cert is None else ("yes" if cert.certified else "NO (forced)"),
                   "-" if cert is None else f"{cert.worst_contraction_rate:.3f}",
-                  "-" if m.roundtrip is None else f"{m.roundtrip.rel_rms_max:.1e}")
+                  "-" if m.roundtrip is None else f"{m.roundtrip.rel_rms_max:.1e}",
+                  "-" if m.sample_certification is None else
+                  f"{m.sample_certification.n_checked - m.sample_certification.n_failed}/"
+                  f"{m.sample_certification.n_checked} ok")
     out.print(t)
     t = Table(title="exact information (nats) and the interval implied by round-trip error", title_justify="left")
     for c in ("quantity", "kind", "nats", "low end", "exact − low end"):

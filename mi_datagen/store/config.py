@@ -30,6 +30,8 @@ class GenerateConfig:
     entropy_terms: int = 10
     entropy_probes: int = 4
     lipschitz: bool = False
+    certify_fraction: float = 0.0  # per-sample certificate of the last certify_steps steps on this fraction
+    certify_steps: int = 1
     force: bool = False
     resume: bool = False
     overwrite: bool = False
@@ -52,6 +54,9 @@ class GenerateConfig:
             (self.n_check >= 1, f"n_check must be >= 1, got {self.n_check}"),
             (self.entropy_samples == 0 or self.entropy_samples >= 2,
              f"entropy_samples must be 0 (off) or >= 2, got {self.entropy_samples}"),
+            (0.0 <= self.certify_fraction <= 1.0,
+             f"certify_fraction must be in [0, 1] (the share of stored samples certified), got {self.certify_fraction}"),
+            (self.certify_steps >= 1, f"certify_steps must be >= 1, got {self.certify_steps}"),
             (not (self.resume and self.overwrite), "resume and overwrite exclude each other; pick one"),
         ]
         for ok, msg in checks:

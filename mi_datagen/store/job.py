@@ -23,7 +23,7 @@ import torch
 from mi_datagen import __version__
 from mi_datagen.api import solver_for, table_for
 from mi_datagen.errors import StoreError, StructureError
-from mi_datagen.flows.certify import certify, require_certified
+from mi_datagen.flows.certify import certify, certify_samples, require_certified
 from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
 from mi_datagen.flows.io import registry
 from mi_datagen.flows.ode import flow_map
@@ -44,6 +44,7 @@ from mi_datagen.store.manifest import (
     ModalityRecord,
     PMIRecord,
     RoundTripRecord,
+    SampleCertificationRecord,
     TemplateFileRecord,
     information_manifest,
     values_sha256,
@@ -51,6 +52,30 @@ from mi_datagen.store.manifest import (
 from mi_datagen.store.modality import cert_record, modalities, roundtrip_record
 
 __all__ = ["GenerationJob", "JobFiles"]
+
+
+def selected(seed: int, index: np.ndarray, fraction: float) -> np.ndarray:
+    """Whether each sample index is certified: a splitmix64 hash of (seed, index) below ``fraction`` — the same
+    samples whatever the batches, workers or ranks."""
+    if fraction <= 0.0:
+        return np.zeros(index.shape, dtype=bool)
+    with np.errstate(over="ignore"):
+        z = index.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0xC3A5C85C97CB3127)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / 2.0 ** 53 < fraction
+
+
+def failure_bound(failures: int, n: int, level: float = 0.95) -> float | None:
+    """One-sided upper confidence bound on a failure rate (exact, Clopper–Pearson); ≈ 3/n for 0 in n."""
+    if n == 0:
+        return None
+    if failures >= n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(level, failures + 1, n - failures))
 
 
 def _pmi_pairs(table) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -80,9 +105,11 @@ class GenerationJob:
         self.table = table_for(spec, solver=self.solver)
         self.pairs = _pmi_pairs(self.table) if cfg.pmi else []
         # every data array, in the order of the digests' second axis
+        self.cert_mods = [m for m in self.mods if m.map is not None] if cfg.certify_fraction > 0 else []
         self.data_arrays = [layout.THETA, *(layout.image(m.name) for m in self.mods),
                             *((layout.latent(m.name) for m in self.mods) if cfg.latents else ()),
-                            *(layout.pmi(a, b) for a, b in self.pairs)]
+                            *(layout.pmi(a, b) for a, b in self.pairs),
+                            *(layout.cert(m.name) for m in self.cert_mods)]
         self.n_shards = -(-cfg.n // cfg.shard_size)
         self.timings: dict[str, float] = {}
         self._checked: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -141,8 +168,9 @@ class GenerationJob:
         return out
 
     def manifest(self, done: np.ndarray, intervals=(), roundtrips=None, entropies=(), digests: bool = True,
-                 content_sha256: str | None = None) -> DatasetManifest:
+                 content_sha256: str | None = None, sample_certs: dict | None = None) -> DatasetManifest:
         cfg, roundtrips = self.cfg, roundtrips or {}
+        sample_certs = sample_certs or {m.name: self.sample_certification(m) for m in self.cert_mods}
         mods = []
         for m in self.mods:
             fr = None
@@ -154,7 +182,7 @@ class GenerationJob:
             mods.append(ModalityRecord(
                 name=m.name, array=layout.image(m.name), shape=list(self.shape), standardize=m.standardizer is not None, flow=fr,
                 solver=fm.solver.to_dict() if fm else None, certificate=self.certs.get(m.name),
-                roundtrip=roundtrips.get(m.name)))
+                roundtrip=roundtrips.get(m.name), sample_certification=sample_certs.get(m.name)))
         return DatasetManifest(
             package_version=__version__, created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             command=cfg.command, n=cfg.n, seed=cfg.seed, dtype=cfg.dtype, shard_size=cfg.shard_size,
@@ -172,18 +200,55 @@ class GenerationJob:
         """What ``--resume`` compares (the manifest's ``generation_key`` of this job)."""
         return self.manifest(np.zeros(self.n_shards, dtype=bool)).generation_key()
 
+    def cert_steps(self, m) -> list[int]:
+        """The steps certified per sample: the last ``certify_steps`` of the grid (where the rate is highest)."""
+        n = m.map.solver.steps
+        return list(range(max(0, n - self.cfg.certify_steps), n))
+
     def compute_shard(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Every array's rows [lo, hi) of one shard."""
         names = [self.spec.target, *self.spec.modality_names]
         lat = sample_latents(self.model, self.cfg.seed, lo, hi, names)
         out = {layout.THETA: lat[self.spec.target]}
+        keep = np.flatnonzero(selected(self.cfg.seed, np.arange(lo, hi), self.cfg.certify_fraction))
         for m in self.mods:
-            out[layout.image(m.name)] = m.apply(m.inputs(lat[m.name]), self.cfg, self.device, self.shape).astype(self.cfg.dtype)
+            if m in self.cert_mods:
+                x, states = m.apply(m.inputs(lat[m.name]), self.cfg, self.device, self.shape, keep, self.cert_steps(m))
+                out[layout.cert(m.name)] = self.certify_rows(m, hi - lo, keep, states)
+            else:
+                x = m.apply(m.inputs(lat[m.name]), self.cfg, self.device, self.shape)
+            out[layout.image(m.name)] = x.astype(self.cfg.dtype)
             if self.cfg.latents:
                 out[layout.latent(m.name)] = lat[m.name].reshape(-1, *self.shape)
         for a, b in self.pairs:
             out[layout.pmi(a, b)] = self.solver.pmi(a, b, lat)
         return out
+
+    def certify_rows(self, m, rows: int, keep: np.ndarray, states: dict) -> np.ndarray:
+        """The per-sample certificate values of one shard (NaN where not selected)."""
+        out = np.full(rows, np.nan, dtype=np.float32)
+        if keep.size:
+            fm = m.map
+            worst = torch.zeros(keep.size, dtype=torch.float64)
+            for n, (before, after) in states.items():
+                v = certify_samples(fm.net, before, after, fm.index, fm.solver, n, lipschitz=self.cfg.lipschitz)
+                worst = torch.maximum(worst, v)
+            out[keep] = worst.numpy().astype(np.float32)
+        return out
+
+    def sample_certification(self, m, values: np.ndarray | None = None) -> SampleCertificationRecord:
+        """The manifest record of one modality's per-sample certificates (``values``: the whole cert array)."""
+        rec = SampleCertificationRecord(array=layout.cert(m.name), fraction=self.cfg.certify_fraction,
+                                        steps=self.cert_steps(m), lipschitz=self.cfg.lipschitz)
+        if values is None:
+            return rec
+        checked = ~np.isnan(values)
+        failed = np.flatnonzero(checked & (values >= 1.0))
+        n = int(checked.sum())
+        return rec.model_copy(update=dict(
+            n_checked=n, n_failed=int(failed.size), failed_indices=failed[:1000].tolist(),
+            worst=float(values[checked].max()) if n else None,
+            failure_rate_bound_95=failure_bound(int(failed.size), n)))
 
     def roundtrips(self, stored: dict[str, np.ndarray]) -> dict[str, RoundTripRecord]:
         """Exact inverse of the stored first n_check images of each modality vs their flow inputs."""

@@ -4,6 +4,9 @@
     theta               (N,) float64, the target θ
     z/<modality>        (N, C, H, W) float64 latents (optional)
     pmi/<a>__<b>        (N,) float64 pointwise MI of the latents; a side of several nodes joins them with '+'
+    cert/<modality>     (N,) float32 per-sample certificate of the applied map (``certify_fraction`` > 0): NaN not
+                        checked, else the worst contraction rate / local spectral norm of the checked steps
+                        (+inf: the inverse did not converge); ≥ 1 is a failure
     done                (n_shards,) uint8, 1 once the shard is written
     digests             (n_shards, k, 32) uint8: sha256 of each data array's rows in each shard (written
                         before the shard's done marker; the array order is the manifest's digest_arrays)
@@ -20,13 +23,14 @@ from collections.abc import Sequence
 THETA = "theta"
 DONE = "done"
 TEMPLATES = "templates"
+CERT = "cert"
 DIGESTS = "digests"
 MANIFEST = "manifest.json"
 PAIR_SEP = "__"
 SET_SEP = "+"
 
 # names a modality may not take: they would collide with store paths or Dataset keys
-RESERVED_NAMES = frozenset({THETA, DONE, "index", "x", "z", "pmi", "manifest"})
+RESERVED_NAMES = frozenset({THETA, DONE, "index", "x", "z", "pmi", CERT, "manifest"})
 
 
 def image(modality: str) -> str:
@@ -35,6 +39,10 @@ def image(modality: str) -> str:
 
 def latent(modality: str) -> str:
     return f"z/{modality}"
+
+
+def cert(modality: str) -> str:
+    return f"{CERT}/{modality}"
 
 
 def template(i: int) -> str:

@@ -150,6 +150,27 @@ class TemplateFileRecord(_Out):
     values_sha256: str  # of the stored float64 values (little-endian bytes): what reopening checks
 
 
+class SampleCertificationRecord(_Out):
+    """The applied map certified on stored samples (``generate --certify-fraction``): which, how, and the result."""
+
+    array: str
+    fraction: float
+    steps: list[int]
+    lipschitz: bool
+    n_checked: int = 0
+    n_failed: int = 0
+    failed_indices: list[int] = []  # the first 1 000
+    worst: float | None = None  # the largest per-sample value (rate / local spectral norm); ≥ 1 fails
+    failure_rate_bound_95: float | None = None  # one-sided 95 % upper bound on the per-sample failure rate
+    note: str = ("each selected sample's stored trajectory: the last `steps` steps inverted by fixed-point "
+                 "iteration (contraction rate) and, with `lipschitz`, the local spectral norm of J_g estimated by "
+                 "power iteration; a value >= 1 or an iteration that does not converge back is a failure. "
+                 "Samples are selected by a hash of (seed, index), independent of batches, workers and ranks.")
+
+    def settings(self) -> tuple:
+        return (self.array, self.fraction, tuple(self.steps), self.lipschitz)
+
+
 class ModalityRecord(_Out):
     name: str
     array: str
@@ -159,6 +180,7 @@ class ModalityRecord(_Out):
     solver: dict | None
     certificate: CertificateRecord | None
     roundtrip: RoundTripRecord | None
+    sample_certification: SampleCertificationRecord | None = None
 
 
 class MIIntervalRecord(_Out):
@@ -255,7 +277,9 @@ class DatasetManifest(_Out):
                 "latents": sorted(self.latent_arrays),
                 "pmi": sorted(r.array for r in self.pmi),
                 "template_files": [(t.path, t.sha256) for t in self.template_files],
-                "flows": [(m.name, m.flow.sha256 if m.flow else None, m.solver) for m in self.modalities]}
+                "flows": [(m.name, m.flow.sha256 if m.flow else None, m.solver) for m in self.modalities],
+                "certify": [m.sample_certification.settings() if m.sample_certification else None
+                            for m in self.modalities]}
 
 
 def _as_list(x) -> list[str]:

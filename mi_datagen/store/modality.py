@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,16 +46,29 @@ class Modality:
         """The flow input w (float64, (n, d)): standardised or not."""
         return self.standardizer.standardize(z) if self.standardizer is not None else z
 
-    def apply(self, w: np.ndarray, cfg, device: str, shape) -> np.ndarray:
-        """x = F(w) as float32 (n, *shape); the identity for a modality without a flow."""
+    def apply(self, w: np.ndarray, cfg, device: str, shape, keep: np.ndarray | None = None,
+              steps: Sequence[int] = ()) -> np.ndarray | tuple[np.ndarray, dict]:
+        """x = F(w) as float32 (n, *shape); the identity for a modality without a flow. With ``keep`` (row indices),
+        also the trajectory states t_n and t_{n+1} of those rows for each step n in ``steps``: (x, {n: (before,
+        after)}), the very states the stored values came from."""
         fm = self.map
         if fm is None:
             return w.astype(np.float32).reshape(-1, *shape)
-        outs = []
+        outs, kept = [], []
         for i in range(0, w.shape[0], cfg.flow_batch):
             zt = torch.from_numpy(w[i:i + cfg.flow_batch].astype(np.float32).reshape(-1, *shape)).to(device)
-            outs.append(flow_map(fm.net, zt, fm.index, fm.solver).cpu().numpy())
-        return np.concatenate(outs)
+            if keep is None:
+                outs.append(flow_map(fm.net, zt, fm.index, fm.solver).cpu().numpy())
+                continue
+            traj = flow_map(fm.net, zt, fm.index, fm.solver, trajectory=True)
+            outs.append(traj[-1].cpu().numpy())
+            local = keep[(keep >= i) & (keep < i + zt.shape[0])] - i
+            kept.append({n: (traj[n][local], traj[n + 1][local]) for n in steps})
+        x = np.concatenate(outs)
+        if keep is None:
+            return x
+        states = {n: (torch.cat([k[n][0] for k in kept]), torch.cat([k[n][1] for k in kept])) for n in steps}
+        return x, states
 
     def invert(self, x: np.ndarray, device: str) -> np.ndarray:
         fm = self.map

@@ -90,7 +90,8 @@ class StoreWriter:
                                  dtype=self.cfg.dtype, shard_size=self.cfg.shard_size, chunk_size=self.cfg.chunk_size,
                                  latents=[m.name for m in job.mods] if self.cfg.latents else [],
                                  pmi_arrays=[layout.pmi(a, b) for a, b in job.pairs], overwrite=p is Plan.REPLACE,
-                                 templates=job.files.store_arrays(), digest_arrays=len(job.data_arrays))
+                                 templates=job.files.store_arrays(), digest_arrays=len(job.data_arrays),
+                                 cert_arrays=[layout.cert(m.name) for m in job.cert_mods])
             zs.write_manifest(self.out, fresh, g)
         return p
 
@@ -155,7 +156,10 @@ class StoreWriter:
         done = zs.shards_done(g)
         has_digests = layout.DIGESTS in g
         content = zs.content_sha256(g) if has_digests and done.all() else None
-        man = job.manifest(done, intervals, rts, entropies, digests=has_digests, content_sha256=content).sealed()
+        certs = {m.name: job.sample_certification(m, np.asarray(zs.array(g, layout.cert(m.name))[:]))
+                 for m in job.cert_mods}
+        man = job.manifest(done, intervals, rts, entropies, digests=has_digests, content_sha256=content,
+                           sample_certs=certs).sealed()
         zs.write_manifest(self.out, man, g)
         return man
 

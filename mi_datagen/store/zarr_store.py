@@ -33,8 +33,8 @@ from mi_datagen.store.manifest import STORE_FORMAT, DatasetManifest
 
 MANIFEST = layout.MANIFEST
 # top-level entries a store of ours may hold: anything else is someone else's and is never deleted
-OWN_ENTRIES = frozenset({"zarr.json", MANIFEST, "x", "z", "pmi", layout.THETA, layout.DONE, layout.TEMPLATES,
-                         layout.DIGESTS})
+OWN_ENTRIES = frozenset({"zarr.json", MANIFEST, "x", "z", "pmi", layout.CERT, layout.THETA, layout.DONE,
+                         layout.TEMPLATES, layout.DIGESTS})
 
 
 def _fs(path: str):
@@ -141,7 +141,7 @@ def compressor() -> tuple[BloscCodec, Crc32cCodec]:
 def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list[str], dtype: str,
                   shard_size: int, chunk_size: int, latents: list[str], pmi_arrays: list[str],
                   overwrite: bool, templates: dict[str, np.ndarray] | None = None,
-                  digest_arrays: int = 0) -> zarr.Group:
+                  digest_arrays: int = 0, cert_arrays: list[str] | None = None) -> zarr.Group:
     g = zarr.open_group(str(path), mode="w" if overwrite else "w-", attributes={MARKER: STORE_FORMAT})
     n_shards = max(1, -(-n // shard_size))
     img: dict[str, Any] = dict(shape=(n, *shape), chunks=(chunk_size, *shape), shards=(shard_size, *shape),
@@ -154,6 +154,8 @@ def create_arrays(path: str, *, n: int, shape: tuple[int, ...], modalities: list
     g.create_array(layout.THETA, **vec)
     for path in pmi_arrays:
         g.create_array(path, **vec)
+    for path in cert_arrays or []:
+        g.create_array(path, **{**vec, "dtype": "float32", "fill_value": float("nan")})
     for path, values in (templates or {}).items():
         g.create_array(path, shape=values.shape, dtype="float64", compressors=compressor(), fill_value=0.0)[:] = values
     g.create_array(layout.DONE, shape=(n_shards,), chunks=(1,), dtype="uint8", fill_value=0, compressors=Crc32cCodec())
