@@ -86,3 +86,21 @@ def test_failures_are_listed_not_stored_as_certified(tmp_path):
                                  "--shard-size", "16", "--chunk-size", "8", "--tile", "8", "--force", "--resume",
                                  "--no-preview"])
     assert r.exit_code == 2 and "certify" in r.output
+
+
+def test_stores_written_before_the_field_existed_keep_their_digest(tiny_dir, tmp_path):
+    """A manifest without `sample_certification` (as every store before it was written) still matches its sealed
+    sha256 and verifies: fields added later hash as absent when unset."""
+    import json
+
+    from mi_datagen.store.verify import verify
+
+    out = tmp_path / "s.zarr"
+    generate(tiny(tiny_dir), out, GenerateConfig(**SMALL), tiny_dir)
+    path = out / "manifest.json"
+    data = json.loads(path.read_text())
+    for m in data["modalities"]:
+        assert m.pop("sample_certification", "absent") is None
+    path.write_text(json.dumps(data, indent=1))
+    assert Store(out).manifest.modalities[0].sample_certification is None
+    assert verify(str(out)).ok

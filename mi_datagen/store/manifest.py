@@ -150,6 +150,9 @@ class TemplateFileRecord(_Out):
     values_sha256: str  # of the stored float64 values (little-endian bytes): what reopening checks
 
 
+ADDED_LATER = ("sample_certification",)  # ModalityRecord fields newer than format 1's first stores
+
+
 class SampleCertificationRecord(_Out):
     """The applied map certified on stored samples (``generate --certify-fraction``): which, how, and the result."""
 
@@ -255,6 +258,10 @@ class DatasetManifest(_Out):
     def own_sha256(self) -> str:
         """sha256 of the canonical JSON of this manifest without its ``manifest_sha256``."""
         data = self.model_dump(mode="json", exclude={"manifest_sha256"})
+        for m in data.get("modalities", []):  # fields added later hash as absent when unset: older stores keep
+            for key in ADDED_LATER:           # their digests
+                if m.get(key) is None:
+                    m.pop(key, None)
         return hashlib.sha256(canonical_json(data).encode()).hexdigest()
 
     def sealed(self) -> DatasetManifest:
