@@ -275,3 +275,24 @@ def test_training_on_a_single_class_folder(folder, tmp_path):
     export_flow(ck, tmp_path / "reds.pt", SolverConfig(steps=4, t_end=0.98))
     f = load_flow(tmp_path / "reds.pt")
     assert f.classes == ("reds",) and f.map(torch.zeros(2, 3, 8, 8), "reds").shape == (2, 3, 8, 8)
+
+
+def test_hybrid_grid_is_uniform_then_geometric():
+    import torch
+
+    from mi_datagen.errors import ConfigError
+    from mi_datagen.flows.ode import HYBRID_KNEE, SolverConfig, time_grid
+
+    t = time_grid(SolverConfig(steps=12, t_end=0.99, grid="hybrid"), torch.float64)
+    assert t[0] == 0 and abs(float(t[-1]) - 0.99) < 1e-12 and bool((t[1:] > t[:-1]).all())
+    assert abs(float(t[8]) - HYBRID_KNEE) < 1e-12  # 8 uniform steps of 0.09375, then 4 geometric ones
+    head = t[1:9] - t[:8]
+    assert torch.allclose(head, torch.full_like(head, HYBRID_KNEE / 8))
+    gap = 1 - t[8:]
+    ratio = gap[1:] / gap[:-1]
+    assert torch.allclose(ratio, torch.full_like(ratio, (0.01 / 0.25) ** 0.25))
+    for bad in (dict(steps=12, t_end=1.0), dict(steps=1, t_end=0.99), dict(steps=12, t_end=0.7)):
+        with pytest.raises(ConfigError, match="hybrid grid needs"):
+            time_grid(SolverConfig(grid="hybrid", **bad))
+    with pytest.raises(ConfigError, match="grid must be uniform, geometric or hybrid"):
+        SolverConfig(grid="cosine")  # type: ignore[arg-type]

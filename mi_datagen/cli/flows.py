@@ -75,7 +75,7 @@ def export_flow_cmd(
     out: Path = typer.Option(..., help="the flow file to write (an existing file is kept unless --overwrite)"),
     name: Optional[str] = typer.Option(None, help="register under this name in out's folder registry.json"),
     method: str = typer.Option("euler"), steps: int = typer.Option(16), t_end: float = typer.Option(0.97),
-    grid: str = typer.Option("uniform", help="uniform or geometric"),
+    grid: str = typer.Option("uniform", help="uniform, geometric or hybrid (uniform to t = 0.75, then geometric)"),
     overwrite: bool = typer.Option(False, help="replace an existing flow file at --out"),
 ) -> None:
     """Export the EMA weights of a training checkpoint as a flow file with its solver settings."""

@@ -28,7 +28,7 @@ class SolverConfig:
     method: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"
     steps: int = 16
     t_end: float = 0.98
-    grid: Literal["uniform", "geometric"] = "uniform"
+    grid: Literal["uniform", "geometric", "hybrid"] = "uniform"
     rtol: float = 1e-5
     atol: float = 1e-5
 
@@ -37,6 +37,8 @@ class SolverConfig:
             raise ConfigError(f"method must be one of {FIXED + ('dopri5',)}, got {self.method!r}")
         if not 0.0 < self.t_end <= 1.0:
             raise ConfigError(f"t_end must be in (0, 1], got {self.t_end}")
+        if self.grid not in ("uniform", "geometric", "hybrid"):
+            raise ConfigError(f"grid must be uniform, geometric or hybrid, got {self.grid!r}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.steps > limit("solver_steps").value:
@@ -46,17 +48,31 @@ class SolverConfig:
         return asdict(self)
 
 
+HYBRID_KNEE = 0.75
+
+
 def time_grid(cfg: SolverConfig, dtype=torch.float32) -> torch.Tensor:
     """uniform: t_n = n·t_end/N. geometric: 1 − t_n shrinks geometrically from 1 to 1 − t_end, so
     h_n/(1 − t_n) is constant — matched to a field whose Lipschitz constant grows like 1/(1 − t).
-    (geometric needs t_end < 1.)"""
+    hybrid: round(2N/3) uniform steps to t = 0.75, then geometric ones to t_end — the trained fields are stiff
+    both near t ≈ 0.1–0.4 and near t → 1 (benchmarks/RESULTS.md). (geometric and hybrid need t_end < 1.)"""
     n = torch.arange(cfg.steps + 1, dtype=torch.float64)
     if cfg.grid == "uniform" or cfg.method == "dopri5":
         t = n / cfg.steps * cfg.t_end
     else:
         if cfg.t_end >= 1.0:
-            raise ConfigError("a geometric grid needs t_end < 1")
-        t = 1.0 - (1.0 - cfg.t_end) ** (n / cfg.steps)
+            raise ConfigError(f"a {cfg.grid} grid needs t_end < 1")
+        if cfg.grid == "geometric":
+            t = 1.0 - (1.0 - cfg.t_end) ** (n / cfg.steps)
+        else:
+            if cfg.steps < 2 or cfg.t_end <= HYBRID_KNEE:
+                raise ConfigError(f"a hybrid grid needs steps >= 2 and t_end > {HYBRID_KNEE}")
+            nu = min(cfg.steps - 1, max(1, round(2 * cfg.steps / 3)))
+            ng = cfg.steps - nu
+            head = torch.arange(nu, dtype=torch.float64) / nu * HYBRID_KNEE
+            tail = 1.0 - (1.0 - HYBRID_KNEE) * ((1.0 - cfg.t_end) / (1.0 - HYBRID_KNEE)) ** (
+                torch.arange(ng + 1, dtype=torch.float64) / ng)
+            t = torch.cat([head, tail])
     if cfg.method == "dopri5":
         t = torch.tensor([0.0, cfg.t_end], dtype=torch.float64)
     return t.to(dtype)
