@@ -121,5 +121,20 @@ def test_image_shaped_inputs_use_conv_critics():
     r = estimate(x, y, "infonce", steps=100, critic="joint")
     assert math.isfinite(r.nats) and r.settings["critic"] == "joint"
     assert math.isfinite(estimate(x, y, "nwj", steps=50, encoder="patch").nats)
-    with pytest.raises(ValueError, match="encoder must be auto, mlp, conv or patch"):
+    with pytest.raises(ValueError, match="encoder must be auto, mlp, conv, conv-flat or patch"):
         estimate(x[:, :, 0, 0], y[:, :, 0, 0], "nwj", steps=5, encoder="conv")
+
+
+def test_conv_flat_encoder_keeps_the_final_map():
+    """`conv-flat` ends in a linear layer over the whole final map (2×2 cells for 32×32, any H, W), where `conv`
+    averages it away."""
+    import torch
+
+    from mi_datagen.estimators.critics import encoder
+
+    pooled, flat = encoder((3, 32, 32), 8, 16, 4, "conv"), encoder((3, 32, 32), 8, 16, 4, "conv-flat")
+    assert isinstance(pooled.net[-3], torch.nn.AdaptiveAvgPool2d)
+    assert not any(isinstance(m, torch.nn.AdaptiveAvgPool2d) for m in flat.net)
+    assert flat.net[-1].in_features == (4 * 4) * 4  # 4·width channels at each of the 2×2 cells
+    assert encoder((3, 32, 64), 8, 16, 4, "conv-flat").net[-1].in_features == (4 * 4) * 8
+    assert flat(torch.zeros(5, 3, 32, 32)).shape == (5, 8)

@@ -34,15 +34,19 @@ class ConvEncoder(nn.Module):
     (stride 4), two stride-2 3×3 convs, global average pool, linear (~20 ms per 256-image step on
     one core at 3×32×32, ~3× less than a DCGAN-style stack of the same width)."""
 
-    def __init__(self, channels: int, d_out: int, width: int = 16):
+    def __init__(self, channels: int, d_out: int, width: int = 16, pool: bool = True,
+                 hw: tuple[int, int] = (32, 32)):
         super().__init__()
         w = width
-        self.net = nn.Sequential(
-            nn.Conv2d(channels, 2 * w, 4, 4), nn.ReLU(),
-            nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, d_out),
-        )
+        body = [nn.Conv2d(channels, 2 * w, 4, 4), nn.ReLU(), nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU(),
+                nn.Conv2d(4 * w, 4 * w, 3, 2, 1), nn.ReLU()]
+        if pool:
+            head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, d_out)]
+        else:  # keep the final map (2×2 for 32×32): where each feature sits
+            with torch.no_grad():
+                cells = nn.Sequential(*body)(torch.zeros(1, channels, *hw)).numel()
+            head = [nn.Flatten(), nn.Linear(cells, d_out)]
+        self.net = nn.Sequential(*body, *head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -66,9 +70,12 @@ def encoder(shape: tuple[int, ...], d_out: int, hidden: int, conv_width: int = 1
     """``auto``: a conv encoder for image-shaped inputs (C, H, W) with H, W ≥ 8, an MLP on the flattened
     input otherwise; ``mlp`` / ``conv`` / ``patch`` force one."""
     image = len(shape) == 3 and shape[1] >= 8 and shape[2] >= 8
-    if kind not in ("auto", "mlp", "conv", "patch") or (kind in ("conv", "patch") and not image):
-        raise EstimatorError(f"encoder must be auto, mlp, conv or patch (conv/patch need (C, H, W) with H, W >= 8); "
-                         f"got {kind!r} for shape {shape}")
+    if kind not in ("auto", "mlp", "conv", "conv-flat", "patch") or (kind in ("conv", "conv-flat", "patch")
+                                                                     and not image):
+        raise EstimatorError(f"encoder must be auto, mlp, conv, conv-flat or patch (the image encoders need (C, H, W) "
+                             f"with H, W >= 8); got {kind!r} for shape {shape}")
+    if kind == "conv-flat":  # no global pooling: where a feature sits is kept (localised, zero-mean patterns)
+        return ConvEncoder(shape[0], d_out, conv_width, pool=False, hw=(shape[1], shape[2]))
     if kind == "patch":
         return PatchEncoder(shape[0], d_out, conv_width)
     if kind == "conv" or (kind == "auto" and image):

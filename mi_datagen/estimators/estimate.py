@@ -38,7 +38,7 @@ class Settings:
     embed: int = 16
     hidden: int = 64
     conv_width: int = 16
-    encoder: str = "auto"  # auto (conv for images, MLP otherwise) | mlp | conv | patch
+    encoder: str = "auto"  # auto (conv for images, MLP otherwise) | mlp | conv | conv-flat | patch
     tau: float | None = None  # SMILE clip (None = ∞)
     momentum: float = 0.9  # MINE moving average
     test_fraction: float = 0.2

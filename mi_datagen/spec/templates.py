@@ -72,6 +72,9 @@ def _wave(t: WaveTemplate, shape: tuple[int, ...], where: str) -> np.ndarray:
                         "use frequencies up to half the height and width")
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     g = np.cos(2.0 * np.pi * (fh * rows / h + fw * cols / w) + t.phase)
+    if t.envelope is not None:
+        h0, w0, sigma = t.envelope
+        g = g * np.exp(-((rows - h0) ** 2 + (cols - w0) ** 2) / (2.0 * sigma ** 2))
     return (np.asarray(weights, dtype=np.float64)[:, None, None] * g[None]).reshape(-1)
 
 

@@ -71,6 +71,8 @@ class WaveTemplate(_Frozen):
     freq: tuple[NonNegativeInt, NonNegativeInt]
     phase: FiniteFloat = 0.0
     channels: list[FiniteFloat] | None = None
+    envelope: tuple[FiniteFloat, FiniteFloat, PositiveFloat] | None = Field(
+        None, description="(h0, w0, σ): multiply by a Gaussian window at (h0, w0) — a localised Gabor patch")
     normalize: Normalize = "none"
 
 

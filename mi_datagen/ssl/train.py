@@ -39,7 +39,7 @@ class SSLSettings:
     embed: int = 32  # representation size per modality
     hidden: int = 256  # MLP encoders
     conv_width: int = 16  # conv encoders
-    encoder: str = "auto"  # auto | mlp | conv | patch (estimators.critics.encoder)
+    encoder: str = "auto"  # auto | mlp | conv | conv-flat | patch (estimators.critics.encoder)
     temperature: float = 0.1  # initial τ; the scale 1/τ is learnt (CLIP) unless learn_temperature is false
     learn_temperature: bool = True
     test_fraction: float = 0.2
