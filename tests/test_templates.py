@@ -81,3 +81,16 @@ def test_wave_template_values_and_errors():
         resolve_template(WaveTemplate(kind="wave", freq=(3, 0)), (1, 4, 4), where="templates.w")
     with pytest.raises(SpecError, match="2 weights for 3 channel"):
         resolve_template(WaveTemplate(kind="wave", freq=(1, 1), channels=[1.0, 2.0]), (3, 4, 4))
+
+
+def test_wave_envelope_is_a_gabor_patch():
+    import math
+
+    from mi_datagen.spec.templates import resolve_template
+    from mi_datagen.spec.templates_spec import WaveTemplate
+
+    plain = resolve_template(WaveTemplate(kind="wave", freq=(2, 0)), (1, 8, 8)).reshape(8, 8)
+    gabor = resolve_template(WaveTemplate(kind="wave", freq=(2, 0), envelope=(3.0, 4.0, 1.5)), (1, 8, 8)).reshape(8, 8)
+    h, w = 6, 1
+    assert gabor[h, w] == pytest.approx(plain[h, w] * math.exp(-((h - 3) ** 2 + (w - 4) ** 2) / (2 * 1.5 ** 2)))
+    assert abs(gabor[3, 4]) == pytest.approx(abs(plain[3, 4]))  # the window is 1 at its centre
