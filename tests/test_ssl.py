@@ -122,6 +122,9 @@ def test_truth_matches_the_dense_solver_for_sets_outside_the_manifest(three):
     for names in (["X1"], ["X1", "X2"], ["X1", "X2", "X3"]):
         assert truth.mi(["theta"], names) == pytest.approx(dense.mi(["theta"], names), rel=1e-9)
     assert truth.mi(["X1"], ["X2"]) == pytest.approx(store.mi("X1", "X2"), rel=1e-12)
+    from mi_datagen.estimators.pairs import load_pair
+
+    assert load_pair(store, ["theta"], ["X1", "X2"])[2] == pytest.approx(dense.mi(["theta"], ["X1", "X2"]), rel=1e-9)
     theta_var = float(np.sum(dense.dense()["theta"] ** 2))  # Σ_θθ = A_θ A_θᵀ
     assert truth.theta_std == pytest.approx(math.sqrt(theta_var), rel=1e-9)
 

@@ -27,10 +27,14 @@ def _side(store: Store, names: list[str]) -> np.ndarray:
 
 
 def load_pair(store: str | Store, a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """(x, y, exact I(a; b) in nats) from a complete store (a path or a ``Store``); any node sets, θ included."""
+    """(x, y, exact I(a; b) in nats) from a complete store (a path or a ``Store``); any node sets, θ included (a
+    quantity the manifest's table lacks is solved from the store's own spec)."""
+    from mi_datagen.store.truth import Truth
+
     store = store if isinstance(store, Store) else Store(store)
     store.require_complete()
-    return _side(store, list(a)), _side(store, list(b)), store.mi(a, b)
+    # the manifest's table, else solved from the store's own spec (e.g. I(θ; X1..Xk) for an intermediate k)
+    return _side(store, list(a)), _side(store, list(b)), Truth(store).mi(list(a), list(b))
 
 
 def split_standardize(x: torch.Tensor, gen: torch.Generator, test_fraction: float, val_fraction: float):

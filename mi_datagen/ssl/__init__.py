@@ -13,7 +13,7 @@ representations, which by data processing cannot exceed I(Xi; Xj).
 from mi_datagen.ssl.metrics import Evaluation, evaluate
 from mi_datagen.ssl.objectives import OBJECTIVES, contrastive_loss, infonce_bound
 from mi_datagen.ssl.train import Encoders, SSLSettings, train_encoders
-from mi_datagen.ssl.truth import Truth
+from mi_datagen.store.truth import Truth
 
 __all__ = ["OBJECTIVES", "Encoders", "Evaluation", "SSLSettings", "Truth", "contrastive_loss", "evaluate",
            "infonce_bound", "train_encoders"]

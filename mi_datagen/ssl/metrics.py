@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mi_datagen.ssl.train import Encoders
-from mi_datagen.ssl.truth import Truth
+from mi_datagen.store.truth import Truth
 
 RIDGE_GRID = tuple(10.0 ** k for k in range(-4, 5))
 
