@@ -20,7 +20,6 @@ __all__ = ["Echelon", "det", "exact_structure", "gram", "ldl_templates", "unit_l
 
 def gram(T: np.ndarray) -> list[list[Fraction]]:
     """T Tᵀ of the (P, d) float templates in exact rational arithmetic (integers with a common exponent)."""
-
     rows = []
     for t in np.asarray(T, dtype=np.float64):
         m, e = np.frexp(t)
