@@ -75,7 +75,9 @@ def info_table(solver: InfoSolver, target: str, modalities, extra=(), conditiona
     def add(a, b, given, kind):
         a, b, given = tuple(a), tuple(b), tuple(given)
         v = values[(a, b, given)] if (a, b, given) in values else solver.mi(a, b, given)
-        mi_recs.append(MIRecord(a, b, given, v, kind, solver.explain(a, b, given)))
+        # a note exists only for ∞ or an exact 0 (explain recomputes the MI on the dense route: not for the rest)
+        note = solver.explain(a, b, given) if not math.isfinite(v) or v == 0.0 else None
+        mi_recs.append(MIRecord(a, b, given, v, kind, note))
 
     for m in mods:
         add(t, (m,), (), "target-modality")
