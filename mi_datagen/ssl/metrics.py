@@ -62,9 +62,9 @@ def ridge_probe(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.
     return {"test_rmse": float(np.sqrt(np.mean((xte @ w + ym - yte) ** 2))), "val_rmse": best[0], "ridge": best[1]}
 
 
-def _raw(store, names: Sequence[str], rows: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(store.images(m, np.sort(rows)), dtype=np.float64).reshape(len(rows), -1)
-                           [np.argsort(np.argsort(rows))] for m in names], axis=1)
+def _in_order(read, rows: np.ndarray) -> np.ndarray:
+    """``read(sorted rows)`` as float64, put back in the order of ``rows`` (stores read sorted selections)."""
+    return np.asarray(read(np.sort(rows)), dtype=np.float64).reshape(len(rows), -1)[np.argsort(np.argsort(rows))]
 
 
 def evaluate(enc: Encoders, truth: Truth | None = None, probes: Sequence[Sequence[str]] | None = None,
@@ -87,8 +87,16 @@ def evaluate(enc: Encoders, truth: Truth | None = None, probes: Sequence[Sequenc
         raise ConfigError(f"ssl: probes/pairs name {unknown}, which were not trained on; trained: {mods}")
     rows = {"train": enc.train_rows, "val": enc.val_rows, "test": enc.test_rows}
     emb = {k: enc.embed(r) for k, r in rows.items()}
-    theta = {k: np.asarray(store.theta(np.sort(r)), dtype=np.float64)[np.argsort(np.argsort(r))]
-             for k, r in rows.items()}
+    theta = {k: _in_order(store.theta, r)[:, 0] for k, r in rows.items()}
+    dims = {m: getattr(enc, f"mean_{m}").numel() for m in mods}  # the standardisation buffers have each shape
+    raw: dict[str, dict[str, np.ndarray]] = {}  # modality -> split -> flattened inputs, read once
+
+    def raw_inputs(names: Sequence[str], split: str) -> np.ndarray:
+        for m in names:
+            if m not in raw:
+                raw[m] = {k: _in_order(lambda r, m=m: store.images(m, r), rows[k]) for k in rows}
+        return np.concatenate([raw[m][split] for m in names], axis=1)
+
     ev = Evaluation()
     for names in probes:
         feats = {k: np.concatenate([emb[k][m] for m in names], axis=1) for k in rows}
@@ -101,11 +109,10 @@ def evaluate(enc: Encoders, truth: Truth | None = None, probes: Sequence[Sequenc
         if res["test_rmse"] < floor - 3 * se:
             ev.flags.append(f"probe θ ← {'+'.join(names)}: test RMSE {res['test_rmse']:.4f} is below the Bayes floor "
                             f"{floor:.4f} by more than three standard errors ({se:.4f})")
-        d_raw = sum(int(np.prod(enc.dataset[0][m].shape)) for m in names)
-        if d_raw <= raw_limit:
-            xr = {k: _raw(store, names, rows[k]) for k in rows}
-            raw = ridge_probe((xr["train"], theta["train"]), (xr["val"], theta["val"]), (xr["test"], theta["test"]))
-            rec.update(raw_test_rmse=raw["test_rmse"], raw_ratio=raw["test_rmse"] / floor)
+        if sum(dims[m] for m in names) <= raw_limit:
+            xr = {k: raw_inputs(names, k) for k in rows}
+            base = ridge_probe((xr["train"], theta["train"]), (xr["val"], theta["val"]), (xr["test"], theta["test"]))
+            rec.update(raw_test_rmse=base["test_rmse"], raw_ratio=base["test_rmse"] / floor)
         ev.probes.append(rec)
     b = enc.settings.batch_size
     for a, c in pairs:
