@@ -81,14 +81,6 @@ class InfoSolver:
         for x in sets:
             self.logdet(tuple(x))
 
-    def prefetch_mi(self, quantities: Iterable[tuple]) -> None:
-        """Prefetch every log-det that ``mi(a, b, given)`` needs for each (a, b, given)."""
-        sets = []
-        for a, b, c in quantities:
-            a, b, c = _names(a), _names(b), _names(c)
-            sets += [a + c, b + c, c, a + b + c]
-        self.prefetch(sets)
-
     def _logdet(self, order: tuple[str, ...]) -> float:
         if self._split is not None:
             return self._split.logdet(order)
