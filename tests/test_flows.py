@@ -294,5 +294,5 @@ def test_hybrid_grid_is_uniform_then_geometric():
     for bad in (dict(steps=12, t_end=1.0), dict(steps=1, t_end=0.99), dict(steps=12, t_end=0.7)):
         with pytest.raises(ConfigError, match="hybrid grid needs"):
             time_grid(SolverConfig(grid="hybrid", **bad))
-    with pytest.raises(ConfigError, match="grid must be uniform, geometric or hybrid"):
+    with pytest.raises(ConfigError, match="grid must be one of uniform, geometric, hybrid, designed"):
         SolverConfig(grid="cosine")  # type: ignore[arg-type]

@@ -60,11 +60,13 @@ def train_flow(
           max_seconds=None if max_minutes is None else 60 * max_minutes)
 
 
-def _solver_opts(method: str, steps: int, t_end: float, grid: str):
+def _solver_opts(**settings):
     from mi_datagen.flows.ode import SolverConfig
 
+    if settings.get("grid") != "designed":
+        settings.pop("times", None)
     try:
-        return SolverConfig(method=method, steps=steps, t_end=t_end, grid=grid)  # type: ignore[arg-type]  # checked there
+        return SolverConfig(**settings)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
 
@@ -75,7 +77,8 @@ def export_flow_cmd(
     out: Path = typer.Option(..., help="the flow file to write (an existing file is kept unless --overwrite)"),
     name: Optional[str] = typer.Option(None, help="register under this name in out's folder registry.json"),
     method: str = typer.Option("euler"), steps: int = typer.Option(16), t_end: float = typer.Option(0.97),
-    grid: str = typer.Option("uniform", help="uniform, geometric or hybrid (uniform to t = 0.75, then geometric)"),
+    grid: str = typer.Option("uniform", help="uniform, geometric or hybrid (uniform to t = 0.75, then geometric); "
+                                             "`design-grid` makes a designed one from the exported flow"),
     overwrite: bool = typer.Option(False, help="replace an existing flow file at --out"),
 ) -> None:
     """Export the EMA weights of a training checkpoint as a flow file with its solver settings."""
@@ -86,7 +89,7 @@ def export_flow_cmd(
         raise ConfigError(f"--out {out}: the file exists (a pinned flow, perhaps); choose another path or pass "
                           "--overwrite")
 
-    digest = export_flow(checkpoint, out, _solver_opts(method, steps, t_end, grid), name)
+    digest = export_flow(checkpoint, out, _solver_opts(method=method, steps=steps, t_end=t_end, grid=grid), name)
     out_msg = f"exported {out} (sha256 {digest[:16]}…)" + (f", registered as {name!r}" if name else "")
     say(out_msg)
 
@@ -108,8 +111,8 @@ def certify_flow_cmd(
     from mi_datagen.flows.io import load_flow
 
     f = load_flow(flow)
-    base = f.solver.to_dict()
-    cfg = _solver_opts(method or base["method"], steps or base["steps"], t_end or base["t_end"], grid or base["grid"])
+    over = {k: v for k, v in dict(method=method, steps=steps, t_end=t_end, grid=grid).items() if v is not None}
+    cfg = _solver_opts(**{**f.solver.to_dict(), **over}) if over else f.solver
     labels = [label] if label is not None else list(f.classes)
     gen = torch.Generator().manual_seed(seed)
     results, ok = {}, True
@@ -126,6 +129,50 @@ def certify_flow_cmd(
                   f"{cfg.method} x {cfg.steps}, t_end {cfg.t_end}, {cfg.grid})")
     if not ok:
         raise typer.Exit(code=1)
+
+
+@app.command("design-grid")
+def design_grid_cmd(
+    flow: str = typer.Argument("default", help="a shipped flow name or a flow file"),
+    out: Path = typer.Option(..., help="the flow file to write: the same weights with the designed grid"),
+    n: int = typer.Option(16, help="pilot latents per class: half N(0, I), half off-distribution"),
+    target: float = typer.Option(0.65, help="the contraction rate every designed step is aimed at"),
+    t_end: float = typer.Option(0.99), pilot_steps: int = typer.Option(48, help="steps of the fine pilot grid"),
+    max_step: float = typer.Option(0.1, help="no step longer than this: a long Euler step leaves the pilot's "
+                                              "trajectory where the field is soft, and meets a stiffer one"),
+    seed: int = typer.Option(0), threads: int = typer.Option(0),
+    name: Optional[str] = typer.Option(None, help="register under this name in out's folder registry.json"),
+    overwrite: bool = typer.Option(False, help="replace an existing flow file at --out"),
+) -> None:
+    """Design an equal-rate Euler grid from a pilot certificate on every class, and write the flow with it."""
+    import torch
+    from tqdm import tqdm
+
+    from mi_datagen.assets import register
+    from mi_datagen.errors import ConfigError
+    from mi_datagen.flows.grid import design_grid, off_distribution_latents
+    from mi_datagen.flows.io import load_flow, save_flow
+
+    if out.exists() and not overwrite:
+        raise ConfigError(f"--out {out}: the file exists; choose another path or pass --overwrite")
+    if n < 2:
+        raise ConfigError(f"--n: the pilot needs at least 2 latents per class (one in, one off distribution), got {n}")
+    if threads:
+        torch.set_num_threads(threads)
+    f = load_flow(flow)
+    gen = torch.Generator().manual_seed(seed)
+    latents = {i: torch.cat([torch.randn((n - n // 2, *f.shape), generator=gen),
+                             off_distribution_latents(n // 2, f.shape, gen)]) for i in range(len(f.classes))}
+    with tqdm(total=len(latents) * pilot_steps, desc="pilot certificate", unit="step") as bar:
+        design = design_grid(f.net, latents, target=target, t_end=t_end, pilot_steps=pilot_steps,
+                             max_step=max_step, progress=bar.update)
+    solver = design.solver(f.solver)
+    digest = save_flow(f.net, f.classes, solver, out, **{**f.meta, "grid_design": design.to_dict()})
+    if name is not None:
+        register(out.parent, name, {"file": out.name, "sha256": digest, "step": f.meta.get("step")})
+    say(f"design-grid: {solver.steps} Euler steps to t = {t_end}, predicted rate ≤ {max(design.predicted):.3f} "
+        f"(pilot: {pilot_steps} steps, {design.pilot_samples} latents, worst stiffness "
+        f"{max(design.pilot_stiffness):.1f}); wrote {out} (sha256 {digest[:16]}…)")
 
 
 @app.command("sample-flow")

@@ -21,6 +21,7 @@ from mi_datagen.limits import limit
 
 FIXED = ("euler", "midpoint", "rk4")
 STAGES = {"euler": 1, "midpoint": 2, "rk4": 4}
+GRIDS = ("uniform", "geometric", "hybrid", "designed")
 
 
 @dataclass(frozen=True)
@@ -28,24 +29,45 @@ class SolverConfig:
     method: Literal["euler", "midpoint", "rk4", "dopri5"] = "euler"
     steps: int = 16
     t_end: float = 0.98
-    grid: Literal["uniform", "geometric", "hybrid"] = "uniform"
+    grid: Literal["uniform", "geometric", "hybrid", "designed"] = "uniform"
     rtol: float = 1e-5
     atol: float = 1e-5
+    times: tuple[float, ...] | None = None  # the grid itself, for grid="designed" (flows.grid.design_times)
 
     def __post_init__(self):
         if self.method not in (*FIXED, "dopri5"):
             raise ConfigError(f"method must be one of {FIXED + ('dopri5',)}, got {self.method!r}")
         if not 0.0 < self.t_end <= 1.0:
             raise ConfigError(f"t_end must be in (0, 1], got {self.t_end}")
-        if self.grid not in ("uniform", "geometric", "hybrid"):
-            raise ConfigError(f"grid must be uniform, geometric or hybrid, got {self.grid!r}")
+        if self.grid not in GRIDS:
+            raise ConfigError(f"grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.steps > limit("solver_steps").value:
             raise ConfigError(f"steps: {limit('solver_steps').refusal(self.steps)}")
+        self._check_times()
+
+    def _check_times(self) -> None:
+        if (self.grid == "designed") != (self.times is not None):
+            raise ConfigError("times: a designed grid needs its times and only a designed grid takes them "
+                              f"(grid {self.grid!r}, times {'given' if self.times is not None else 'None'}); "
+                              "make one with `mi-datagen design-grid`")
+        if self.times is None:
+            return
+        t = tuple(float(x) for x in self.times)
+        object.__setattr__(self, "times", t)
+        if len(t) != self.steps + 1:
+            raise ConfigError(f"times: {len(t)} times for {self.steps} steps; a grid of N steps has N + 1 times")
+        if t[0] != 0.0 or t[-1] != self.t_end or any(b <= a for a, b in zip(t, t[1:])):
+            raise ConfigError(f"times must rise strictly from 0 to t_end = {self.t_end}, got {t[0]} … {t[-1]}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.times is None:
+            del d["times"]  # the records of flows without a designed grid stay as they were
+        else:
+            d["times"] = list(self.times)
+        return d
 
 
 HYBRID_KNEE = 0.75
@@ -55,9 +77,12 @@ def time_grid(cfg: SolverConfig, dtype=torch.float32) -> torch.Tensor:
     """uniform: t_n = n·t_end/N. geometric: 1 − t_n shrinks geometrically from 1 to 1 − t_end, so
     h_n/(1 − t_n) is constant — matched to a field whose Lipschitz constant grows like 1/(1 − t).
     hybrid: round(2N/3) uniform steps to t = 0.75, then geometric ones to t_end — the trained fields are stiff
-    both near t ≈ 0.1–0.4 and near t → 1 (benchmarks/RESULTS.md). (geometric and hybrid need t_end < 1.)"""
+    both near t ≈ 0.1–0.4 and near t → 1 (benchmarks/RESULTS.md). (geometric and hybrid need t_end < 1.)
+    designed: the config's own ``times``, equal-rate times made from a pilot certificate (flows.grid)."""
     n = torch.arange(cfg.steps + 1, dtype=torch.float64)
-    if cfg.grid == "uniform" or cfg.method == "dopri5":
+    if cfg.grid == "designed" and cfg.method != "dopri5":
+        t = torch.tensor(cfg.times, dtype=torch.float64)
+    elif cfg.grid == "uniform" or cfg.method == "dopri5":
         t = n / cfg.steps * cfg.t_end
     else:
         if cfg.t_end >= 1.0:

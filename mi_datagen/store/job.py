@@ -201,9 +201,14 @@ class GenerationJob:
         return self.manifest(np.zeros(self.n_shards, dtype=bool)).generation_key()
 
     def cert_steps(self, m) -> list[int]:
-        """The steps certified per sample: the last ``certify_steps`` of the grid (where the rate is highest)."""
-        n = m.map.solver.steps
-        return list(range(max(0, n - self.cfg.certify_steps), n))
+        """The steps certified per sample: those with the highest pilot rates for a designed grid (``design-grid``),
+        else the last ``certify_steps`` of the grid (where a uniform grid's rate is highest)."""
+        solver, design = m.map.solver, m.map.flow.meta.get("grid_design")
+        k = min(self.cfg.certify_steps, solver.steps)
+        if solver.grid == "designed" and design and tuple(design["times"]) == solver.times:
+            order = sorted(range(solver.steps), key=lambda i: -design["predicted"][i])[:k]
+            return sorted(order)
+        return list(range(solver.steps - k, solver.steps))
 
     def compute_shard(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Every array's rows [lo, hi) of one shard."""
