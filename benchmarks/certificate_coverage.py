@@ -2,7 +2,7 @@
 in and off distribution — the coverage the shipped grid must have (worst rate ≤ 0.8 on ≥ 1 024 latents per class).
 
     python benchmarks/certificate_coverage.py FLOW --n 1024 --out benchmarks/results/certificate-coverage/NAME
-        [--classes 0,1,…] [--dist in,off] [--batch 32] [--threads 1] [--lipschitz-n 0]
+        [--classes 0,1,…] [--dist in,off] [--batch 32] [--threads 1] [--summary]
 
 One JSON per (class, distribution) under --out, never redone (a rerun continues where it stopped), then a summary
 (`--summary` alone prints it). ``in``: N(0, I), what standardised stores feed the flow; ``off``: the latents of

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_flows import throughput  # noqa: E402
 
 from mi_datagen.flows.certify import certify, certify_samples  # noqa: E402
+from mi_datagen.flows.grid import tightest_steps  # noqa: E402
 from mi_datagen.flows.io import load_flow  # noqa: E402
 from mi_datagen.flows.ode import STAGES, flow_map  # noqa: E402
 
@@ -47,13 +48,6 @@ def gflop_per_eval(net, shape) -> float:
     return fc.get_total_flops() / 1e9
 
 
-def tightest_steps(f, k: int = 1) -> list[int]:
-    design = f.meta.get("grid_design")
-    if f.solver.grid == "designed" and design:
-        return sorted(sorted(range(f.solver.steps), key=lambda i: -design["predicted"][i])[:k])
-    return list(range(f.solver.steps - k, f.solver.steps))
-
-
 def measure(name: str, ref: str, args, peak: float) -> dict:
     f = load_flow(ref)
     s = f.solver
@@ -70,7 +64,7 @@ def measure(name: str, ref: str, args, peak: float) -> dict:
     z = torch.randn((args.batch, *f.shape), generator=gen)
     traj = flow_map(f.net, z, 0, s, trajectory=True)
     t0 = time.perf_counter()
-    for n in tightest_steps(f):
+    for n in tightest_steps(s, f.meta.get("grid_design"), 1):
         certify_samples(f.net, traj[n], traj[n + 1], 0, s, n, lipschitz=False)
     cert_s = (time.perf_counter() - t0) / args.batch
     return dict(flow=name, ref=ref, step=f.meta.get("step"), sha256=f.sha256, method=s.method, steps=s.steps,

@@ -24,7 +24,7 @@ from mi_datagen.errors import ConfigError
 from mi_datagen.flows.ode import SolverConfig, flow_map, time_grid
 
 __all__ = ["GridDesign", "design_times", "design_from_pilot", "off_distribution_latents", "pilot_stiffness",
-           "design_grid"]
+           "design_grid", "tightest_steps"]
 
 _FINE = 20_000  # points of the fine t-mesh the design walks on
 
@@ -34,7 +34,7 @@ class GridDesign:
     """A designed grid and the pilot it came from (stored with the flow as ``grid_design``)."""
     times: tuple[float, ...]
     target: float  # the rate the design aimed at
-    predicted: tuple[float, ...]  # per designed step, h_n · max stiffness over the step
+    predicted: tuple[float, ...]  # per designed step, h_n · λ(t_n)
     pilot_times: tuple[float, ...]
     pilot_stiffness: tuple[float, ...]  # per pilot step, worst rate / h
     pilot_samples: int
@@ -47,11 +47,21 @@ class GridDesign:
 
     def worst_steps(self, k: int) -> list[int]:
         """The k steps with the highest predicted rate, in grid order."""
-        order = np.argsort(-np.asarray(self.predicted), kind="stable")[:k]
-        return sorted(int(i) for i in order)
+        return tightest_steps(self.solver(), self.to_dict(), k)
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def tightest_steps(solver: SolverConfig, design: dict | None, k: int) -> list[int]:
+    """The k steps of ``solver`` where the contraction rate is expected highest, in grid order: for a designed grid
+    with its pilot record (a flow's ``grid_design``), those with the highest predicted rate; else the last k (where a
+    uniform grid's rate is highest)."""
+    k = min(k, solver.steps)
+    if solver.grid == "designed" and design and tuple(design["times"]) == solver.times:
+        order = np.argsort(-np.asarray(design["predicted"]), kind="stable")[:k]
+        return sorted(int(i) for i in order)
+    return list(range(solver.steps - k, solver.steps))
 
 
 def _stiffness_at(pilot_t: np.ndarray, stiff: np.ndarray, mesh: np.ndarray) -> np.ndarray:

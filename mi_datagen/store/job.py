@@ -25,6 +25,7 @@ from mi_datagen.api import solver_for, table_for
 from mi_datagen.errors import StoreError, StructureError
 from mi_datagen.flows.certify import certify, certify_samples, require_certified
 from mi_datagen.flows.entropy import entropy_estimate, per_sample_logdets
+from mi_datagen.flows.grid import tightest_steps
 from mi_datagen.flows.io import registry
 from mi_datagen.flows.ode import flow_map
 from mi_datagen.info.robustness import perturbed_mi
@@ -201,14 +202,8 @@ class GenerationJob:
         return self.manifest(np.zeros(self.n_shards, dtype=bool)).generation_key()
 
     def cert_steps(self, m) -> list[int]:
-        """The steps certified per sample: those with the highest pilot rates for a designed grid (``design-grid``),
-        else the last ``certify_steps`` of the grid (where a uniform grid's rate is highest)."""
-        solver, design = m.map.solver, m.map.flow.meta.get("grid_design")
-        k = min(self.cfg.certify_steps, solver.steps)
-        if solver.grid == "designed" and design and tuple(design["times"]) == solver.times:
-            order = sorted(range(solver.steps), key=lambda i: -design["predicted"][i])[:k]
-            return sorted(order)
-        return list(range(solver.steps - k, solver.steps))
+        """The steps certified per sample: the ``certify_steps`` tightest of the grid (flows.grid.tightest_steps)."""
+        return tightest_steps(m.map.solver, m.map.flow.meta.get("grid_design"), self.cfg.certify_steps)
 
     def compute_shard(self, lo: int, hi: int) -> dict[str, np.ndarray]:
         """Every array's rows [lo, hi) of one shard."""
