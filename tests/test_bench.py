@@ -100,6 +100,28 @@ def test_rerun_skips_finished_runs_and_retries_failed(suite_dir):
     assert json.loads(ok.read_text())["status"] == "ok"
 
 
+def test_edited_suite_redoes_only_the_runs_it_changes(suite_dir):
+    """A stored run is reused only while the suite asks for the same thing: new settings for one estimator, or a
+    new store size, redo the runs they touch (a result made on 800 samples is not reported as one made on 600)."""
+    out = run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    nwj, gauss = out / "runs" / "plain__X1-X2__NWJ__s0.json", out / "runs" / "plain__X1-X2__Gaussian__s0.json"
+    t_nwj, t_gauss = nwj.stat().st_mtime_ns, gauss.stat().st_mtime_ns
+    (suite_dir / "tiny.yaml").write_text(SUITE.replace("settings: {steps: 60}", "settings: {steps: 61}"))
+    run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    assert nwj.stat().st_mtime_ns > t_nwj and gauss.stat().st_mtime_ns == t_gauss
+    assert json.loads(nwj.read_text())["config"]["settings"] == {"steps": 61}
+    # a record written before `config` was stored is compared on what it holds
+    rec = json.loads(gauss.read_text())
+    del rec["config"]
+    gauss.write_text(json.dumps(rec))
+    t_gauss = gauss.stat().st_mtime_ns
+    run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    assert gauss.stat().st_mtime_ns == t_gauss
+    (suite_dir / "tiny.yaml").write_text(SUITE.replace("n: 800", "n: 600").replace("{steps: 60}", "{steps: 61}"))
+    run_suite(suite_dir / "tiny.yaml", suite_dir / "out", progress=False)
+    assert json.loads(gauss.read_text())["n"] == 600 and json.loads(nwj.read_text())["n"] == 600
+
+
 def test_suite_errors(suite_dir):
     (suite_dir / "bad.yaml").write_text(SUITE.replace("seeds: [0, 1]", "seeds: [0, 1]\ncolour: red"))
     with pytest.raises(SpecError, match="colour: Extra inputs are not permitted"):

@@ -49,3 +49,28 @@ def test_shortcut_is_low_on_the_latent_blocks(tmp_path, spec, member):
     x, y, truth = load_pair(str(out), ["X1"], ["X2"])
     res = shortcut_check(x, y, truth, n=1500)
     assert res["share"] <= 0.2, res
+
+
+def test_a_half_period_shift_negates_every_staircase_grating():
+    """The premise of benchmarks/invariant_ceiling.py: some translation maps each grating g to −g, so a
+    translation-invariant critic cannot tell a cause's sign (rolls on the 32 × 32 torus are exact here)."""
+    sem = compile_spec(load_and_expand(ROOT / "dag_specs" / "staircase.yaml")[0])
+    for t in sem.templates:
+        g = np.asarray(t).reshape(3, 32, 32)
+        assert any(np.allclose(np.roll(g, (dh, dw), axis=(1, 2)), -g, atol=1e-9)
+                   for dh in range(8) for dw in range(8))
+
+
+def test_invariant_ceiling_is_below_the_truth_and_vanishes_with_it():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ceiling", ROOT / "benchmarks" / "invariant_ceiling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tol = 0.03  # KSG error on 4 000 one-dimensional samples, per cause
+    for nats in (1.0, 10.0):
+        r = mod.ceiling(nats, k=8, n=4000)
+        assert r["power_ceiling"] <= r["abs_ceiling"] + 8 * tol  # data processing: the power is |a| plus noise
+        assert r["abs_ceiling"] <= nats + 8 * tol
+        assert r["rho"] == pytest.approx(np.sqrt(1 - np.exp(-2 * nats / 8)), rel=1e-12)
+    assert mod.ceiling(0.01, k=1, n=4000)["power_ceiling"] < tol
