@@ -228,18 +228,18 @@ def _config(kind: str, cfg) -> dict:
     return {"target": cfg.target, "inputs": list(cfg.inputs), "settings": cfg.settings}
 
 
-def _is_current(rec: dict, entry: StoreEntry, kind: str, cfg) -> bool:
-    """A finished run is kept only if it was made on a store of the same size and kind with the same estimator
-    configuration; otherwise (the suite was edited) it is redone. Records written before ``config`` was stored
+def _is_current(rec: dict, entry: StoreEntry, config: dict) -> bool:
+    """A finished run is kept only if it was made on a store of the same size and kind with the same ``config``
+    (``_config``); otherwise (the suite was edited) it is redone. Records written before ``config`` was stored
     are compared on what they hold: the store size and kind, the method and the settings they record."""
     if rec.get("status") != "ok" or rec.get("n") != entry.n or rec.get("images") != entry.images:
         return False
     if "config" in rec:
-        return bool(rec["config"] == json.loads(json.dumps(_config(kind, cfg), default=float)))
-    if kind != "estimate":
+        return bool(rec["config"] == json.loads(json.dumps(config, default=float)))
+    if "method" not in config:  # a regression record
         return True
     recorded = rec.get("settings") or {}
-    return rec.get("method") == cfg.method and all(recorded.get(k, v) == v for k, v in cfg.settings.items())
+    return rec.get("method") == config["method"] and all(recorded.get(k, v) == v for k, v in config["settings"].items())
 
 
 def run_id(dataset: str, a, b, estimator: str, seed: int) -> str:
@@ -311,8 +311,8 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     pairs: dict[tuple, tuple] = {}
     bar = tqdm(todo, desc=f"bench {suite.name}", unit="run", disable=not progress)
     for rid, entry, member, a, b, kind, cfg, seed in bar:
-        target = out / "runs" / f"{rid}.json"
-        if target.exists() and _is_current(json.loads(target.read_text()), entry, kind, cfg):
+        target, config = out / "runs" / f"{rid}.json", _config(kind, cfg)
+        if target.exists() and _is_current(json.loads(target.read_text()), entry, config):
             continue
         if existing_only and member.name not in stores:
             if member.name not in ready:  # checked once per dataset, not once per run
@@ -320,7 +320,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
             if not ready[member.name]:
                 continue
         rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
-               "kind": kind, "images": entry.images, "n": entry.n, "config": _config(kind, cfg), "status": "ok",
+               "kind": kind, "images": entry.images, "n": entry.n, "config": config, "status": "ok",
                "error": None}
         t0 = time.perf_counter()
         try:
