@@ -76,7 +76,7 @@ def du(path: Path) -> int:
 
 def bench_generate(n: int, work: Path) -> None:
     spec = load_and_expand(ROOT / "dag_specs" / "two_modalities.yaml")[0]
-    f = load_flow("default")
+    f = load_flow(spec.modalities[0].flow.checkpoint)  # the flow the spec resolves to
     net = Tiled(f.net, 8)
     torch.set_num_threads(1)
     z = torch.randn((n, 3, 32, 32), generator=torch.Generator().manual_seed(0))
@@ -85,7 +85,8 @@ def bench_generate(n: int, work: Path) -> None:
     for i in range(0, n, 64):
         flow_map(net, z[i:i + 64], 0, f.solver)
     raw = n / (time.perf_counter() - t0)
-    print(f"1) generate vs raw flows: two_modalities, default flow (step {f.meta.get('step')}), euler x16, tile 8, "
+    print(f"1) generate vs raw flows: two_modalities, {f.path.name} (step {f.meta.get('step')}), {f.solver.method} "
+          f"x{f.solver.steps}, tile 8, "
           f"1 thread per process, {n} samples x 2 modalities")
     print(f"   raw applied map (flow_map, 1 process): {raw:.2f} images/s")
     for workers in (1, 2):

@@ -11,10 +11,13 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["examples_dir", "example_spec", "example_names", "checkpoints_dir", "registry", "register"]
+__all__ = ["DEFAULT_FLOW", "examples_dir", "example_spec", "example_names", "checkpoints_dir", "registry", "register"]
 
 _HERE = Path(__file__).resolve().parent
 REGISTRY = "registry.json"
+# The flow a spec gets when it names none. "default" (v1, cpu-small) stays registered and pinned, so every store
+# made with it keeps its sha256 and can be checked and resumed: its manifest's spec names it explicitly.
+DEFAULT_FLOW = "default-v2"
 
 
 def _shipped(packaged: str, checkout: str) -> Path:

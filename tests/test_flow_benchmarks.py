@@ -32,10 +32,17 @@ def test_flow_speed_and_certificate_coverage(tmp_path):
     cov = tmp_path / "cov"
     args = (ROOT / "benchmarks/certificate_coverage.py", tmp_path / "b.pt", "--out", cov, "--n", "6", "--batch", "4")
     out = run(*args)
-    recs = sorted(cov.glob("*-n6.json"))
-    assert [p.name for p in recs] == ["00-in-n6.json", "00-off-n6.json", "01-in-n6.json", "01-off-n6.json"]
+    recs = sorted(cov.glob("*-n6-s0.json"))
+    assert [p.name for p in recs] == ["00-in-n6-s0.json", "00-off-n6-s0.json", "01-in-n6-s0.json", "01-off-n6-s0.json"]
     r = json.loads(recs[1].read_text())
     assert r["n"] == 6 and len(r["step_worst"]) == 4 and r["worst"] == max(r["step_worst"]) < 1 and r["failed"] == 0
     assert "coverage: 4 (class, distribution) sets, 24 latents" in out
     before = [p.stat().st_mtime_ns for p in recs]
     assert "coverage: 4" in run(*args) and [p.stat().st_mtime_ns for p in recs] == before  # never redone
+    # another seed adds fresh latents: the summary pools them per (class, distribution)
+    out = run(*args, "--seed", "1", "--classes", "0", "--dist", "off")
+    fresh = json.loads((cov / "00-off-n6-s1.json").read_text())
+    assert fresh["seed"] == 1 and fresh["worst"] != r["worst"]  # other latents
+    assert "coverage: 4 (class, distribution) sets, 30 latents" in out
+    row = next(line for line in out.splitlines() if line.split()[:3] == [fresh["cls"], "off", "12"])
+    assert float(row.split()[3]) == round(max(r["worst"], fresh["worst"]), 3)

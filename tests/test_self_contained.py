@@ -18,7 +18,7 @@ from mi_datagen.store.job import GenerationJob
 from mi_datagen.store.manifest import spec_sha256
 from mi_datagen.store.store import Store
 
-from .conftest import TINY_SPEC, make_tiny_flow
+from .conftest import SPECS, TINY_SPEC, make_tiny_flow
 
 torch.set_num_threads(1)
 
@@ -107,3 +107,24 @@ def test_resume_refuses_a_changed_template_file_and_accepts_a_legacy_spec_hash(f
     np.save(file_spec / "t.npy", np.ones((3, 8, 8)))
     with pytest.raises(StoreError, match=r"different settings \(template_files\)"):
         generate(spec, out, GenerateConfig(resume=True, **CFG), file_spec)
+
+
+def test_new_specs_use_the_v2_flow_and_v1_stays_pinned_for_its_stores():
+    """A spec that names no flow gets DEFAULT_FLOW (v2); a manifest's spec names its flow explicitly, so a store made
+    with v1 (``default``) re-validates to v1 after the switch. Both files are shipped, pinned and load."""
+    from mi_datagen.assets import DEFAULT_FLOW, registry
+    from mi_datagen.flows.io import load_flow
+    from mi_datagen.spec.models import FlowRef, GraphSpec
+
+    assert DEFAULT_FLOW == "default-v2" and FlowRef(label="cat").checkpoint == "default-v2"
+    spec = load_and_expand(SPECS / "two_modalities.yaml")[0]
+    dumped = spec.model_dump(mode="json")
+    assert {m["flow"]["checkpoint"] for m in dumped["modalities"]} == {"default-v2"}
+    for m in dumped["modalities"]:
+        m["flow"]["checkpoint"] = "default"  # what a v1 store's manifest holds
+    assert {m.flow.checkpoint for m in GraphSpec.model_validate(dumped).modalities} == {"default"}
+    reg = registry()
+    v1, v2 = load_flow("default"), load_flow("default-v2")
+    assert (v1.sha256, v2.sha256) == (reg["default"]["sha256"], reg["default-v2"]["sha256"])
+    assert v1.sha256.startswith("bd0beabd42b8dc7b") and v1.solver.steps == 16  # v1's bytes are unchanged
+    assert v2.solver.grid == "designed" and v2.solver.t_end == 0.99 and v2.meta["step"] == reg["default-v2"]["step"]

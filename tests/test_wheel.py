@@ -36,7 +36,8 @@ def wheel(tmp_path_factory):
 def test_wheel_carries_examples_flows_and_license(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "mi_datagen/examples/two_modalities.yaml" in names
-    assert {"mi_datagen/checkpoints/registry.json", "mi_datagen/checkpoints/default.pt"} <= names
+    assert {"mi_datagen/checkpoints/registry.json", "mi_datagen/checkpoints/default.pt",
+            "mi_datagen/checkpoints/default-v2.pt", "mi_datagen/checkpoints/default-v2.pt.sha256"} <= names
     assert "mi_datagen/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert not any("train_state" in n for n in names)

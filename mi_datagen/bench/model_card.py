@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from mi_datagen.assets import DEFAULT_FLOW  # noqa: E402
 from mi_datagen.flows.io import load_flow  # noqa: E402
 from mi_datagen.flows.train import sample_grid  # noqa: E402
 
@@ -34,7 +35,7 @@ def loss_curve(losses, path: Path, title: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("flow", nargs="?", default="default")
+    ap.add_argument("flow", nargs="?", default=DEFAULT_FLOW)
     ap.add_argument("--out", type=Path, default=Path("flows"))
     ap.add_argument("--per-class", type=int, default=10)
     args = ap.parse_args()

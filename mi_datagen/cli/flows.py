@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from mi_datagen.assets import DEFAULT_FLOW
 from mi_datagen.cli._common import app, out, say
 
 
@@ -96,7 +97,7 @@ def export_flow_cmd(
 
 @app.command("certify-flow")
 def certify_flow_cmd(
-    flow: str = typer.Argument("default", help="a shipped flow name or a flow file"),
+    flow: str = typer.Argument(DEFAULT_FLOW, help="a shipped flow name or a flow file"),
     label: Optional[str] = typer.Option(None, help="class name or index (default: every class)"),
     n: int = typer.Option(16, help="latents per class"),
     method: Optional[str] = typer.Option(None), steps: Optional[int] = typer.Option(None),
@@ -133,7 +134,7 @@ def certify_flow_cmd(
 
 @app.command("design-grid")
 def design_grid_cmd(
-    flow: str = typer.Argument("default", help="a shipped flow name or a flow file"),
+    flow: str = typer.Argument(DEFAULT_FLOW, help="a shipped flow name or a flow file"),
     out: Path = typer.Option(..., help="the flow file to write: the same weights with the designed grid"),
     n: int = typer.Option(16, help="pilot latents per class: half N(0, I), half off-distribution"),
     target: float = typer.Option(0.65, help="the contraction rate every designed step is aimed at"),
@@ -177,7 +178,7 @@ def design_grid_cmd(
 
 @app.command("sample-flow")
 def sample_flow_cmd(
-    flow: str = typer.Argument("default"), out: Path = typer.Option(Path("out/flow_samples.png")),
+    flow: str = typer.Argument(DEFAULT_FLOW), out: Path = typer.Option(Path("out/flow_samples.png")),
     per_class: int = typer.Option(8), seed: int = typer.Option(0),
 ) -> None:
     """A grid of samples, one row per class (a clamped uint8 preview)."""
@@ -245,7 +246,7 @@ def train_judge_cmd(
 
 @app.command("flow-quality")
 def flow_quality_cmd(
-    flow: str = typer.Argument("default"),
+    flow: str = typer.Argument(DEFAULT_FLOW),
     judge: Path = typer.Option(Path("checkpoints/judge.pt"), help="the judge (train-judge) or an older classifier file"),
     data: str = typer.Option(..., help="real train images"), test_data: str = typer.Option(..., help="real test images"),
     n: int = typer.Option(500, help="generated images per class"), json_out: Optional[Path] = typer.Option(None, "--json"),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mi_datagen.assets import checkpoints_dir, register, registry
+from mi_datagen.assets import DEFAULT_FLOW, checkpoints_dir, register, registry
 from mi_datagen.errors import SpecError
 from mi_datagen.flows.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, sha256_file
 from mi_datagen.flows.ode import SolverConfig, flow_map
@@ -55,8 +55,8 @@ class Flow:
         return (c.image_channels, c.image_size, c.image_size)
 
 
-def load_flow(ref: str | Path = "default", device: str = "cpu") -> Flow:
-    """``ref``: a registry name (e.g. ``default``) or a path to an exported flow file."""
+def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
+    """``ref``: a registry name (``default-v2``, ``default``) or a path to an exported flow file."""
     reg = registry()
     if isinstance(ref, str) and ref in reg:
         entry = reg[ref]

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from mi_datagen.assets import DEFAULT_FLOW
 from mi_datagen.errors import SpecError
 from mi_datagen.limits import limit
 from mi_datagen.spec.models import Coef, EdgeSpec, FlowRef, GraphSpec, ModalitySpec, Name, NodeSpec, SpecCommon
@@ -32,7 +33,7 @@ def _is_zero(c: Coef) -> bool:
 class _FamilyCommon(SpecCommon):
     modality_names: list[Name] | None = None
     labels: list[Union[str, int]] | None = None
-    checkpoint: str = "default"
+    checkpoint: str = DEFAULT_FLOW
     standardize: bool = False
     target_name: Name = "theta"
 

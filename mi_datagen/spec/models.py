@@ -18,6 +18,7 @@ from typing import Annotated, Literal, Union
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationInfo, field_validator, model_validator
 
+from mi_datagen.assets import DEFAULT_FLOW
 from mi_datagen.errors import UnknownNameError
 from mi_datagen.limits import limit
 from mi_datagen.spec.templates_spec import BUILTIN_TEMPLATES, FiniteFloat, TemplateSpec
@@ -58,7 +59,7 @@ class EdgeSpec(_Frozen):
 class FlowRef(_Frozen):
     """Which bijection turns this modality's latent block into an image (used from the flows on)."""
 
-    checkpoint: str = "default"
+    checkpoint: str = DEFAULT_FLOW
     label: Union[str, int]
 
 
