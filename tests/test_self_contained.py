@@ -128,3 +128,21 @@ def test_new_specs_use_the_v2_flow_and_v1_stays_pinned_for_its_stores():
     assert (v1.sha256, v2.sha256) == (reg["default"]["sha256"], reg["default-v2"]["sha256"])
     assert v1.sha256.startswith("bd0beabd42b8dc7b") and v1.solver.steps == 16  # v1's bytes are unchanged
     assert v2.solver.grid == "designed" and v2.solver.t_end == 0.99 and v2.meta["step"] == reg["default-v2"]["step"]
+
+
+def test_resume_with_another_flow_names_the_stores_flow(tmp_path):
+    """After the default flow moved to v2, resuming a store made with another flow is refused with the flow it was
+    made with and how to name it (here: two flow files, the spec switched from one to the other)."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    make_tiny_flow(d / "tiny.pt")
+    make_tiny_flow(d / "other.pt", seed=5)
+    (d / "other.yaml").write_text(TINY_SPEC.format(checkpoint="other.pt", standardize="true"))
+    out = tmp_path / "s.zarr"
+    (d / "tiny.yaml").write_text(TINY_SPEC.format(checkpoint="tiny.pt", standardize="true"))
+    generate(load_and_expand(d / "tiny.yaml")[0], out, GenerateConfig(**CFG), d)
+    other = load_and_expand(d / "other.yaml")[0]
+    with pytest.raises(StoreError, match=r"different settings \(spec_sha256, flows\).*The store's flows: "
+                                         r"X1 → 'tiny.pt' \(sha256 [0-9a-f]{12}…\), X2 → 'tiny.pt'.*"
+                                         r"gets 'default-v2'.*name its flow in the spec"):
+        generate(other, out, GenerateConfig(resume=True, **CFG), d)

@@ -66,8 +66,19 @@ def plan(out: str, key: dict, resume: bool, overwrite: bool, replace_other_jobs:
         return Plan.REPLACE
     if diff:
         raise StoreError(f"{out} was generated with different settings ({', '.join(diff)}); "
-                         "--resume continues only the same job (use --overwrite to replace it)")
+                         "--resume continues only the same job (use --overwrite to replace it)"
+                         + (_flow_hint(old) if "flows" in diff else ""))
     return Plan.COMPLETE if old.complete else Plan.RESUME
+
+
+def _flow_hint(old: DatasetManifest) -> str:
+    """Which flows the store was made with, and how to name them: a spec that names no checkpoint follows
+    DEFAULT_FLOW, which moved from ``default`` (v1) to ``default-v2``."""
+    from mi_datagen.assets import DEFAULT_FLOW
+
+    was = ", ".join(f"{m.name} → {m.flow.checkpoint!r} (sha256 {m.flow.sha256[:12]}…)" for m in old.modalities if m.flow)
+    return (f". The store's flows: {was}; a spec that names no checkpoint gets {DEFAULT_FLOW!r}: to continue this "
+            "store, name its flow in the spec (flow: {checkpoint: …, label: …}, or `checkpoint:` in a family)")
 
 
 class StoreWriter:
