@@ -270,3 +270,49 @@ def test_shipped_suites_load_and_their_datasets_expand():
     assert all(x.standardize for m in std for x in m.modalities)
     assert [m.parameters for m in raw] == [m.parameters for m in std]
     assert [m.name for m in members["theta-regression"]] == [m.name for m in raw]
+
+
+FLOW_SUITE = """\
+name: flowed
+description: a suite on flowed images
+datasets:
+  - spec: {spec}
+    n: 320
+    images: true
+    pairs: [[[theta], [X1]]]
+    generate: {{shard_size: 160, chunk_size: 32, tile: 8}}
+estimators:
+  - {{name: Gaussian, method: gaussian}}
+seeds: [0]
+"""
+
+
+def test_runs_on_another_flows_images_are_redone(tmp_path):
+    """Each run names the flows its images came from; when the suite's specs resolve to another flow (as after the
+    default moved to default-v2) its runs are redone, and records from before flows were recorded count as v1's."""
+    from .conftest import TINY_SPEC, make_tiny_flow
+
+    for name, seed in (("one", 0), ("two", 5)):
+        make_tiny_flow(tmp_path / f"{name}.pt", seed=seed)
+        (tmp_path / f"{name}.yaml").write_text(TINY_SPEC.format(checkpoint=f"{name}.pt", standardize="true"))
+    (tmp_path / "s.yaml").write_text(FLOW_SUITE.format(spec="one.yaml"))
+    out = run_suite(tmp_path / "s.yaml", tmp_path / "out", progress=False, stores_dir=tmp_path / "stores")
+    (run,) = (out / "runs").glob("*.json")
+    rec = json.loads(run.read_text())
+    sha_one = (tmp_path / "one.pt.sha256").read_text().split()[0]
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["flows"] == {"X1": sha_one, "X2": sha_one}
+    t0 = run.stat().st_mtime_ns
+    run_suite(tmp_path / "s.yaml", tmp_path / "out", progress=False, stores_dir=tmp_path / "stores")
+    assert run.stat().st_mtime_ns == t0  # same flows: kept
+    (tmp_path / "s.yaml").write_text(FLOW_SUITE.format(spec="two.yaml"))
+    run_suite(tmp_path / "s.yaml", tmp_path / "out", progress=False, stores_dir=tmp_path / "stores")
+    sha_two = (tmp_path / "two.pt.sha256").read_text().split()[0]
+    assert json.loads(run.read_text())["flows"] == {"X1": sha_two, "X2": sha_two}
+    # a record from before flows were recorded was made on v1's images: not these
+    legacy = json.loads(run.read_text())
+    del legacy["flows"]
+    run.write_text(json.dumps(legacy))
+    t0 = run.stat().st_mtime_ns
+    run_suite(tmp_path / "s.yaml", tmp_path / "out", progress=False, stores_dir=tmp_path / "stores")
+    assert run.stat().st_mtime_ns > t0 and json.loads(run.read_text())["flows"]["X1"] == sha_two

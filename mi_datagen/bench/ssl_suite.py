@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
-from mi_datagen.bench.suite import Name, StoreEntry, _Frozen, _store, select
+from mi_datagen.bench.suite import Name, StoreEntry, _flows, _Frozen, _store, same_flows, select
 from mi_datagen.errors import SpecError
 
 
@@ -141,14 +141,18 @@ def run_ssl_suite(path: str | Path, out: str | Path | None = None, progress: boo
     labels = dataset_labels(jobs)
     todo = [(e, m, label, o, s) for (e, m), label in zip(jobs, labels) for o in suite.objectives for s in suite.seeds]
     bar = tqdm(todo, desc=f"ssl {suite.name}", unit="run", disable=not progress)
+    flow_cache: dict = {}
     for entry, member, label, obj, seed in bar:
         rid = f"{label}__{obj.name}__s{seed}"
         target = out / "runs" / f"{rid}.json"
-        if target.exists() and json.loads(target.read_text()).get("status") == "ok":
-            continue
+        flows = _flows(entry, member, path.parent / Path(entry.spec).parent, flow_cache)
+        if target.exists():
+            old = json.loads(target.read_text())
+            if old.get("status") == "ok" and same_flows(old, flows):  # a run on another flow's images is redone
+                continue
         rec: dict = {"id": rid, "suite": suite.name, "dataset": label, "objective": obj.name,
-                     "method": obj.objective, "seed": seed, "images": entry.images, "n": entry.n, "status": "ok",
-                     "error": None}
+                     "method": obj.objective, "seed": seed, "images": entry.images, "n": entry.n, "flows": flows,
+                     "status": "ok", "error": None}
         t0 = time.perf_counter()
         try:
             store = Store(_store(entry, member, path.parent / Path(entry.spec).parent, store_root, progress=False))

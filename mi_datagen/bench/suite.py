@@ -228,11 +228,43 @@ def _config(kind: str, cfg) -> dict:
     return {"target": cfg.target, "inputs": list(cfg.inputs), "settings": cfg.settings}
 
 
-def _is_current(rec: dict, entry: StoreEntry, config: dict) -> bool:
-    """A finished run is kept only if it was made on a store of the same size and kind with the same ``config``
-    (``_config``); otherwise (the suite was edited) it is redone. Records written before ``config`` was stored
-    are compared on what they hold: the store size and kind, the method and the settings they record."""
+def _flows(entry, member, base: Path, cache: dict) -> dict[str, str]:
+    """Modality → sha256 of the flow its stored images come from ({} for a store of latent blocks): what a run's
+    record names, so that a run on another flow's images is never taken for a run on these."""
+    if not entry.images:
+        return {}
+    from mi_datagen.store.modality import resolve_flow
+
+    out = {}
+    for m in member.modalities:
+        if m.flow is not None:
+            key = (m.flow.checkpoint, str(base))
+            if key not in cache:
+                cache[key] = resolve_flow(m.flow.checkpoint, base, "cpu").sha256
+            out[m.node] = cache[key]
+    return out
+
+
+def same_flows(rec: dict, flows: dict[str, str]) -> bool:
+    """Was ``rec`` made on images of these ``flows``? Records from before flows were recorded all come from v1
+    (``default``): every image suite used it until ``default-v2``."""
+    recorded = rec.get("flows")
+    if recorded is None:
+        from mi_datagen.assets import registry
+
+        v1 = registry().get("default", {}).get("sha256")
+        recorded = {k: v1 for k in flows} if rec.get("images") else {}
+    return bool(recorded == flows)
+
+
+def _is_current(rec: dict, entry: StoreEntry, config: dict, flows: dict[str, str] | None = None) -> bool:
+    """A finished run is kept only if it was made on a store of the same size and kind, from the same flows
+    (``_flows``), with the same ``config`` (``_config``); otherwise (the suite was edited, or its specs now resolve
+    to another flow) it is redone. Records written before ``config`` was stored are compared on what they hold:
+    the store size and kind, the method and the settings they record."""
     if rec.get("status") != "ok" or rec.get("n") != entry.n or rec.get("images") != entry.images:
+        return False
+    if flows is not None and not same_flows(rec, flows):
         return False
     if "config" in rec:
         return bool(rec["config"] == json.loads(json.dumps(config, default=float)))
@@ -309,10 +341,12 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     stores: dict[str, Path] = {}
     ready: dict[str, bool] = {}
     pairs: dict[tuple, tuple] = {}
+    flow_cache: dict = {}
     bar = tqdm(todo, desc=f"bench {suite.name}", unit="run", disable=not progress)
     for rid, entry, member, a, b, kind, cfg, seed in bar:
         target, config = out / "runs" / f"{rid}.json", _config(kind, cfg)
-        if target.exists() and _is_current(json.loads(target.read_text()), entry, config):
+        flows = _flows(entry, member, path.parent / Path(entry.spec).parent, flow_cache)
+        if target.exists() and _is_current(json.loads(target.read_text()), entry, config, flows):
             continue
         if existing_only and member.name not in stores:
             if member.name not in ready:  # checked once per dataset, not once per run
@@ -320,7 +354,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
             if not ready[member.name]:
                 continue
         rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
-               "kind": kind, "images": entry.images, "n": entry.n, "config": config, "status": "ok",
+               "kind": kind, "images": entry.images, "n": entry.n, "config": config, "flows": flows, "status": "ok",
                "error": None}
         t0 = time.perf_counter()
         try:
