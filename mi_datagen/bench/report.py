@@ -165,7 +165,7 @@ def _per_dataset(runs: list[dict]) -> list[str]:
         truth[row] = r["truth"]
     lines = ["", "## Estimates per dataset (held-out, nats; mean over seeds)", "",
              "| dataset | pair | truth | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-    for row in sorted(truth, key=lambda k: (k[1], k[2], truth[k])):
+    for row in sorted(truth, key=lambda k: (k[1], k[2], round(truth[k], 9), k[0])):  # equal truths: by dataset
         vals = [_fmt(float(np.mean(cells[row + (n,)]))) if cells.get(row + (n,)) else "—" for n in names]
         lines.append(f"| {row[0]} | {row[1]}; {row[2]} | {truth[row]:.3f} | " + " | ".join(vals) + " |")
     return lines
