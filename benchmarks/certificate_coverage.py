@@ -58,9 +58,10 @@ def _merged(recs: list[dict]) -> list[dict]:
     for r in recs:
         groups.setdefault((r["label"], r["dist"]), []).append(r)
     out = []
-    for (_, _), rs in sorted(groups.items()):
+    for _, rs in sorted(groups.items()):
         n, failed = sum(r["n"] for r in rs), sum(r["failed"] for r in rs)
-        out.append(dict(rs[0], n=n, failed=failed, worst=max(r["worst"] for r in rs),
+        common = {k: v for k, v in rs[0].items() if k not in ("seed", "wall_s", "step_p99")}  # per-run only
+        out.append(dict(common, n=n, failed=failed, worst=max(r["worst"] for r in rs),
                         over_limit=sum(r["over_limit"] for r in rs), failure_rate_bound_95=failure_bound(failed, n),
                         step_worst=np.max([r["step_worst"] for r in rs], axis=0).tolist(),
                         seeds=sorted({r["seed"] for r in rs})))
