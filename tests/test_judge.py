@@ -40,14 +40,20 @@ def test_whitening_stem_whitens_2x2_patches():
     assert torch.equal(net.whiten.weight[12:], -net.whiten.weight[:12])
 
 
-def test_judge_learns_a_toy_task_and_resumes_to_the_same_bytes(tmp_path):
+def test_judge_learns_a_toy_task(tmp_path):
     data = toy()
-    cfg = JudgeConfig(epochs=4, batch_size=64, seed=2, bf16=False)
-    net, rec = train_judge(data, tmp_path / "a", cfg, test=data, progress=False)
-    assert evaluate(net, data) >= 0.9 and rec["epochs_done"] == 4 and len(rec["history"]) == 4
+    cfg = JudgeConfig(epochs=6, batch_size=64, seed=2, bf16=False, widths=(32, 128, 128))  # airbench's shape, narrower
+    net, rec = train_judge(data, tmp_path / "a", cfg, progress=False)
+    assert evaluate(net, data) >= 0.9 and rec["epochs_done"] == 6 and len(rec["history"]) == 6
+
+
+def test_judge_resumes_to_the_same_bytes(tmp_path):
+    data = toy(256)
+    cfg = JudgeConfig(epochs=2, batch_size=64, seed=2, bf16=False, widths=(16, 32, 32))
+    net, rec = train_judge(data, tmp_path / "a", cfg, progress=False)
     train_judge(data, tmp_path / "b", cfg, progress=False, stop_after_epochs=1)
     again, rec_b = train_judge(data, tmp_path / "b", cfg, progress=False)
-    assert rec_b["step"] == rec["step"]
+    assert rec_b["step"] == rec["step"] == 8 and rec_b["epochs_done"] == 2
     for (k, v), w in zip(net.state_dict().items(), again.state_dict().values()):
         assert torch.equal(v, w), k
 
@@ -61,6 +67,9 @@ def test_load_judge_refuses_other_files(tmp_path):
     back = load_judge(tmp_path / "j.pt")
     x = torch.rand(4, 3, 32, 32) * 2 - 1
     assert torch.equal(back(x), net.eval()(x))
+    small = Judge(widths=(8, 16, 12))  # a judge trained with other widths loads with its own
+    save_checkpoint({"format": "mi-datagen-judge/1", "model": small.state_dict(), "record": "{}"}, tmp_path / "s.pt")
+    assert torch.equal(load_judge(tmp_path / "s.pt")(x), small.eval()(x))
 
 
 def test_precision_recall_of_knn_manifolds():

@@ -77,28 +77,28 @@ def test_truth_entropies_computed_after_the_fact_match_generation(flow_store, ti
     them never writes into the store, and `add-entropies` records them as generation would have."""
     from typer.testing import CliRunner
 
-    from mi_datagen.bench.entropy_check import image_entropy_records, true_entropies, true_entropy_stderrs
+    from mi_datagen.bench.entropy_check import true_entropies, true_entropy_stderrs
     from mi_datagen.cli import app
     from mi_datagen.store.store import Store
 
     out, _ = flow_store
     spec = load_and_expand(tiny_dir / "raw.yaml")[0]
-    kw = dict(entropy_samples=4, entropy_terms=10, entropy_probes=4)
+    kw = dict(entropy_samples=2, entropy_terms=3, entropy_probes=2)
     man = generate(spec, tmp_path / "e.zarr", GenerateConfig(n=64, shard_size=32, chunk_size=32, tile=8,
                                                              progress=False, **kw), tiny_dir)
     rec = {tuple(r.nodes): r.nats for r in man.image_entropies}
     before = (Path(out) / "manifest.json").read_bytes()
     assert true_entropies(Store(out), "X1", "X2") is None  # none recorded, none asked for
-    later = true_entropies(Store(out), "X1", "X2", samples=4)
+    later = true_entropies(Store(out), "X1", "X2", samples=2, terms=3, probes=2)
     assert later == pytest.approx({"a": rec[("X1",)], "b": rec[("X2",)], "ab": rec[("X1", "X2")]}, rel=1e-12)
     assert (Path(out) / "manifest.json").read_bytes() == before  # a check reads, never writes
-    r = CliRunner().invoke(app, ["add-entropies", str(out), "--samples", "4"])
+    r = CliRunner().invoke(app, ["add-entropies", str(out), "--samples", "2", "--terms", "3", "--probes", "2"])
     assert r.exit_code == 0, r.output
     after = Store(out).manifest
     assert [r.model_dump() for r in after.image_entropies] == [r.model_dump() for r in man.image_entropies]
     assert true_entropies(Store(out), "X1", "X2") == later and after.complete
-    # the check reports each estimate's standard error (over 4 samples, so positive)
+    # the check reports each estimate's standard error (over 2 samples, so positive)
     se = {tuple(r.nodes): r.stderr for r in man.image_entropies}
-    assert true_entropy_stderrs(image_entropy_records(Store(out), 4), "X2", "X1") == pytest.approx(
+    assert true_entropy_stderrs(after.image_entropies, "X2", "X1") == pytest.approx(
         {"a": se[("X2",)], "b": se[("X1",)], "ab": se[("X1", "X2")]}, rel=1e-12)
     assert min(se.values()) > 0

@@ -26,22 +26,26 @@ from mi_datagen.store.store import Store
 LN2 = np.log(2.0)
 
 
-def image_entropy_records(store: Store, samples: int):
+def image_entropy_records(store: Store, samples: int, terms: int = 10, probes: int = 4):
     """h(X_i), h(X_i, X_j) of a store made without ``--entropy-samples``, computed now exactly as generation
-    would have (flow log-dets on ``samples`` samples). Nothing is written: ``mi-datagen add-entropies``
-    records them in the manifest, as its own explicit step."""
+    would have (flow log-dets on ``samples`` samples, ``terms`` series terms and ``probes`` Hutchinson probes,
+    generation's defaults). Nothing is written: ``mi-datagen add-entropies`` records them in the manifest, as its
+    own explicit step."""
     from mi_datagen.store.job import GenerationJob
 
-    return GenerationJob.from_store(store, entropy_samples=samples).image_entropies_estimate()
+    job = GenerationJob.from_store(store, entropy_samples=samples, entropy_terms=terms, entropy_probes=probes)
+    return job.image_entropies_estimate()
 
 
-def true_entropies(store: Store, a: str, b: str, samples: int = 0, records=None) -> dict[str, float | None] | None:
+def true_entropies(store: Store, a: str, b: str, samples: int = 0, records=None, terms: int = 10,
+                   probes: int = 4) -> dict[str, float | None] | None:
     """h(X_a), h(X_b), h(X_a, X_b): from the manifest, from ``records``, or (``samples`` > 0, a store made
-    without ``--entropy-samples``) computed now without writing anything."""
+    without ``--entropy-samples``) computed now without writing anything (``terms``, ``probes``: as
+    ``image_entropy_records``)."""
     man = store.manifest
     records = records if records is not None else man.image_entropies
     if not records and samples > 0 and any(m.flow is not None for m in man.modalities):
-        records = image_entropy_records(store, samples)
+        records = image_entropy_records(store, samples, terms, probes)
     rec = {tuple(r.nodes): r.nats for r in records}
     if rec:
         return {"a": rec.get((a,)), "b": rec.get((b,)), "ab": rec.get((a, b), rec.get((b, a)))}

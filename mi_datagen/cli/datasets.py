@@ -157,7 +157,9 @@ def _preview_to(path: str, target: Path) -> Path:
 
 @app.command("add-entropies")
 def add_entropies(store: str = typer.Argument(..., help="a complete dataset store made without --entropy-samples"),
-                  samples: int = typer.Option(256, help="samples whose flow log-dets estimate h(X_i), h(X_i, X_j)")) -> None:
+                  samples: int = typer.Option(256, help="samples whose flow log-dets estimate h(X_i), h(X_i, X_j)"),
+                  terms: int = typer.Option(10, help="terms of the log-det series per sample (as generation)"),
+                  probes: int = typer.Option(4, help="Hutchinson probes per term (as generation)")) -> None:
     """Record the image entropies in a store's manifest after the fact (the one command that edits a manifest
     of a finished store; checks such as entropy-check only read)."""
     from mi_datagen.bench.entropy_check import image_entropy_records
@@ -165,7 +167,7 @@ def add_entropies(store: str = typer.Argument(..., help="a complete dataset stor
     from mi_datagen.store.zarr_store import write_manifest
 
     st = Store(store)
-    records = image_entropy_records(st, samples)
+    records = image_entropy_records(st, samples, terms, probes)
     write_manifest(st.path, st.manifest.model_copy(update={"image_entropies": records}))
     out.print(f"{store}: recorded {len(records)} entropy estimates from {samples} samples each", highlight=False)
 

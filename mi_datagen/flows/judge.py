@@ -124,6 +124,8 @@ class JudgeConfig:
     # (0.889 → 0.731 test accuracy at σ = 0.03 without this)
     noise: float = 0.05
     seed: int = 0
+    # channels of the three conv groups: airbench94's (64, 256, 256); smaller ones only for tests and trials
+    widths: tuple[int, int, int] = (64, 256, 256)
     bf16: bool | None = None  # None: where the CPU has native bf16 (or on a GPU)
     device: str = "cpu"
     threads: int = 0
@@ -181,7 +183,7 @@ def train_judge(train: ImageData, run_dir: str | Path, cfg: JudgeConfig = JudgeC
     total = int(cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    net = Judge(len(train.classes))
+    net = Judge(len(train.classes), cfg.widths)
     net.init_whitening(_to_float(train.images[torch.randperm(n, generator=gen)[:5000].numpy()]))
     net.whiten.weight.requires_grad = False  # the whitening stays fixed; its bias learns for a few epochs
     kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))
@@ -261,8 +263,10 @@ def load_judge(path: str | Path, num_classes: int = 10) -> nn.Module:
     ck = load_checkpoint(path)
     fmt = ck.get("format")
     net: nn.Module
-    if fmt == "mi-datagen-judge/1":
-        net = Judge(num_classes)
+    if fmt == "mi-datagen-judge/1":  # the widths are those the file was trained with
+        sd = ck["model"]
+        w0, w1, w2 = (int(sd[f"groups.{i}.c1.weight"].shape[0]) for i in range(3))
+        net = Judge(num_classes, (w0, w1, w2))
     elif fmt == "mi-datagen-classifier/1":
         net = SmallCNN(num_classes)
     else:

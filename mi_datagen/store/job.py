@@ -275,7 +275,8 @@ class GenerationJob:
                 for (a, b, c, nats), p in zip(rows, perturbed)]
 
     @classmethod
-    def from_store(cls, store, device: str = "cpu", n_check: int = 8, entropy_samples: int = 0) -> GenerationJob:
+    def from_store(cls, store, device: str = "cpu", n_check: int = 8, entropy_samples: int = 0,
+                   entropy_terms: int = 10, entropy_probes: int = 4) -> GenerationJob:
         """The job that wrote ``store`` (a ``Store``), for checks after the fact. Needs no spec folder: file
         templates come from the store, flows from the registry or the file recorded in the manifest (the very
         file, by sha256)."""
@@ -284,7 +285,7 @@ class GenerationJob:
         cfg = GenerateConfig(n=man.n, seed=man.seed, dtype=man.dtype, tile=man.tile, shard_size=man.shard_size,
                              chunk_size=man.chunk_size, threads=man.cpu_threads, latents=bool(man.latent_arrays),
                              pmi=bool(man.pmi), device=device, n_check=n_check, entropy_samples=entropy_samples,
-                             progress=False)
+                             entropy_terms=entropy_terms, entropy_probes=entropy_probes, progress=False)
         flows = {m.flow.checkpoint: _recorded_flow(store.path, m.name, m.flow) for m in man.modalities
                  if m.flow is not None and m.flow.checkpoint not in registry()}
         job = cls(spec, cfg, files=JobFiles(store.template_files(), tuple(man.template_files), flows))
