@@ -270,6 +270,7 @@ def test_shipped_suites_load_and_their_datasets_expand():
     assert all(x.standardize for m in std for x in m.modalities)
     assert [m.parameters for m in raw] == [m.parameters for m in std]
     assert [m.name for m in members["theta-regression"]] == [m.name for m in raw]
+    assert [m.name for m in members["lmi-images"]] == [m.name for m in std]  # its stores are table1-standardised's
 
 
 FLOW_SUITE = """\
