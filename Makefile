@@ -34,7 +34,7 @@ demo: $(STAMP)
 	@echo "demo: dataset $(OUT)/two_modalities.zarr (manifest.json inside), preview $(OUT)/two_modalities.zarr.preview.png"
 
 ## The test suite (fast; heavier tests are marked `slow` and run by `make test-slow`).
-## Tests run on every core (pytest-xdist; one torch thread per worker, set by each test module), a file's tests
+## Tests run on every core (pytest-xdist; one torch thread per worker, set in tests/conftest.py), a file's tests
 ## on one worker so that module fixtures (stores, flows) are built once.
 test: $(STAMP) $(PEERS)
 	$(BIN)/ruff check mi_datagen tests benchmarks

@@ -21,12 +21,14 @@ from tqdm import tqdm
 from mi_datagen.bench.quantise import discrete_entropy_fine, quantisation_effect, to_uint8
 from mi_datagen.estimators.entropy import compressed_bits, entropy_of
 from mi_datagen.estimators.pairs import load_pair
+from mi_datagen.store.config import GenerateConfig
 from mi_datagen.store.store import Store
 
 LN2 = np.log(2.0)
 
 
-def image_entropy_records(store: Store, samples: int, terms: int = 10, probes: int = 4):
+def image_entropy_records(store: Store, samples: int, terms: int = GenerateConfig.entropy_terms,
+                          probes: int = GenerateConfig.entropy_probes):
     """h(X_i), h(X_i, X_j) of a store made without ``--entropy-samples``, computed now exactly as generation
     would have (flow log-dets on ``samples`` samples, ``terms`` series terms and ``probes`` Hutchinson probes,
     generation's defaults). Nothing is written: ``mi-datagen add-entropies`` records them in the manifest, as its
@@ -37,8 +39,9 @@ def image_entropy_records(store: Store, samples: int, terms: int = 10, probes: i
     return job.image_entropies_estimate()
 
 
-def true_entropies(store: Store, a: str, b: str, samples: int = 0, records=None, terms: int = 10,
-                   probes: int = 4) -> dict[str, float | None] | None:
+def true_entropies(store: Store, a: str, b: str, samples: int = 0, records=None,
+                   terms: int = GenerateConfig.entropy_terms,
+                   probes: int = GenerateConfig.entropy_probes) -> dict[str, float | None] | None:
     """h(X_a), h(X_b), h(X_a, X_b): from the manifest, from ``records``, or (``samples`` > 0, a store made
     without ``--entropy-samples``) computed now without writing anything (``terms``, ``probes``: as
     ``image_entropy_records``)."""

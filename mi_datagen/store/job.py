@@ -276,7 +276,8 @@ class GenerationJob:
 
     @classmethod
     def from_store(cls, store, device: str = "cpu", n_check: int = 8, entropy_samples: int = 0,
-                   entropy_terms: int = 10, entropy_probes: int = 4) -> GenerationJob:
+                   entropy_terms: int = GenerateConfig.entropy_terms,
+                   entropy_probes: int = GenerateConfig.entropy_probes) -> GenerationJob:
         """The job that wrote ``store`` (a ``Store``), for checks after the fact. Needs no spec folder: file
         templates come from the store, flows from the registry or the file recorded in the manifest (the very
         file, by sha256)."""
