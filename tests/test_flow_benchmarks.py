@@ -46,3 +46,40 @@ def test_flow_speed_and_certificate_coverage(tmp_path):
     assert "coverage: 4 (class, distribution) sets, 30 latents" in out
     row = next(line for line in out.splitlines() if line.split()[:3] == [fresh["cls"], "off", "12"])
     assert float(row.split()[3]) == round(max(r["worst"], fresh["worst"]), 3)
+
+
+def test_few_step_grids(tmp_path):
+    """The N-step equal-rate grid: uniform with rate λT/N under a constant stiffness λ (closed form); on a designed
+    tiny flow, the script's grids have exactly the asked number of steps and their certificate is recorded."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from few_step_grids import grid_with_steps
+
+    pilot_t = np.linspace(0.0, 0.99, 49)
+    for steps in (3, 7):
+        times, pred = grid_with_steps(pilot_t, np.full(48, 2.0), steps, 0.99)
+        assert len(times) == steps + 1 and times[-1] == 0.99
+        np.testing.assert_allclose(np.diff(times), 0.99 / steps, atol=1e-3)
+        np.testing.assert_allclose(pred, 2.0 * 0.99 / steps, rtol=2e-3)
+    times, _ = grid_with_steps(pilot_t, np.full(48, 2.0), 1, 0.99)
+    assert len(times) > 2  # one step would need rate 1.98: no rate < 1 reaches t_end in one step
+
+    make_tiny_flow(tmp_path / "t.pt")
+    r = CliRunner().invoke(app, ["design-grid", str(tmp_path / "t.pt"), "--out", str(tmp_path / "d.pt"), "--n", "2",
+                                 "--pilot-steps", "16", "--target", "0.5", "--t-end", "0.98"])
+    assert r.exit_code == 0, r.output
+    out = run(ROOT / "benchmarks/few_step_grids.py", tmp_path / "d.pt", "--steps", "2,4", "--t-end", "0.98",
+              "--certify", "2", "--json", tmp_path / "g.json")
+    rec = json.loads((tmp_path / "g.json").read_text())
+    by_steps = {r["steps"]: r for r in rec["rows"]}
+    four = by_steps[4]
+    assert len(four["times"]) == 5 and len(four["measured"]) == 4 and four["latents"] == 4
+    assert four["gflop_per_image"] == 4 * rec["gflop_per_eval"] and four["measured_worst"] == max(four["measured"])
+    assert 0 < four["predicted_worst"] < 1 and four["failed"] == 0
+    if by_steps[2]["predicted_worst"] is not None:  # fewer steps, longer ones: a higher predicted rate
+        assert by_steps[2]["predicted_worst"] > four["predicted_worst"]
+    assert "meets both" in out and len(out.strip().splitlines()) == 4
