@@ -41,7 +41,7 @@ def step_rates(net, z: torch.Tensor, label: int, solver) -> np.ndarray:
 
 
 def run_one(f, label: int, dist: str, n: int, batch: int, seed: int, bar) -> dict:
-    gen = torch.Generator().manual_seed(seed * 1000 + 2 * label + (dist == "off"))
+    gen = torch.Generator().manual_seed(seed * 1000 + 2 * label + (dist == "off"))  # recorded as generator_seed
     rates = np.zeros((n, f.solver.steps))
     t0 = time.perf_counter()
     for i in range(0, n, batch):
@@ -51,10 +51,14 @@ def run_one(f, label: int, dist: str, n: int, batch: int, seed: int, bar) -> dic
         bar.update(m)
     worst = rates.max(1)
     failed = int((worst >= 1).sum())
+    # the hardest latents, to be found again: position in the generator's stream (batches of `batch`) and step
+    hardest = [dict(index=int(i), batch=batch, step=int(np.argmax(rates[i])), rate=float(worst[i]))
+               for i in np.argsort(-worst, kind="stable")[:8]]
     return dict(label=label, cls=f.classes[label], dist=dist, n=n, seed=seed, wall_s=time.perf_counter() - t0,
                 step_worst=rates.max(0).tolist(), step_p99=np.quantile(rates, 0.99, axis=0).tolist(),
                 worst=float(worst.max()), over_limit=int((worst > LIMIT).sum()), failed=failed,
-                failure_rate_bound_95=failure_bound(failed, n))
+                failure_rate_bound_95=failure_bound(failed, n), generator_seed=seed * 1000 + 2 * label + (dist == "off"),
+                hardest=hardest)
 
 
 def _merged(recs: list[dict]) -> list[dict]:
@@ -65,7 +69,8 @@ def _merged(recs: list[dict]) -> list[dict]:
     out = []
     for _, rs in sorted(groups.items()):
         n, failed = sum(r["n"] for r in rs), sum(r["failed"] for r in rs)
-        common = {k: v for k, v in rs[0].items() if k not in ("seed", "wall_s", "step_p99")}  # per-run only
+        common = {k: v for k, v in rs[0].items()
+                  if k not in ("seed", "wall_s", "step_p99", "generator_seed", "hardest")}  # per-run only
         out.append(dict(common, n=n, failed=failed, worst=max(r["worst"] for r in rs),
                         over_limit=sum(r["over_limit"] for r in rs), failure_rate_bound_95=failure_bound(failed, n),
                         step_worst=np.max([r["step_worst"] for r in rs], axis=0).tolist(),

@@ -51,7 +51,8 @@ def checkpoints_dir() -> Path:
 
 
 def registry(folder: Path | None = None) -> dict:
-    """Registered flows: name → {file, sha256, step} (read here and nowhere else)."""
+    """Registered flows: name → {file, sha256, step[, solver, grid_design, calibration]} (read here and nowhere
+    else). An entry with a ``solver`` applies the pinned weights of ``file`` on that solver instead of the file's."""
     p = (folder or checkpoints_dir()) / REGISTRY
     if not p.is_file():
         return {}

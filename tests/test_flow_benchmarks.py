@@ -83,3 +83,57 @@ def test_few_step_grids(tmp_path):
     if by_steps[2]["predicted_worst"] is not None:  # fewer steps, longer ones: a higher predicted rate
         assert by_steps[2]["predicted_worst"] > four["predicted_worst"]
     assert "meets both" in out and len(out.strip().splitlines()) == 4
+
+
+def test_calibrated_grid_from_coverage_registers_the_same_weights_on_a_new_grid(tmp_path, monkeypatch):
+    """Coverage records name their hardest latents so they can be drawn again (same rate, same generator); the
+    calibrated design registers the pinned weights under a new name with the new grid and its provenance."""
+    import numpy as np
+    import torch
+    from typer.testing import CliRunner
+
+    from mi_datagen.cli import app
+    from mi_datagen.flows.checkpoint import sha256_file
+    from mi_datagen.flows.io import load_flow
+
+    make_tiny_flow(tmp_path / "t.pt")
+    r = CliRunner().invoke(app, ["design-grid", str(tmp_path / "t.pt"), "--out", str(tmp_path / "d.pt"), "--n", "2",
+                                 "--pilot-steps", "16", "--target", "0.5", "--t-end", "0.98"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "registry.json").write_text(json.dumps({"d": {"file": "d.pt", "sha256": sha256_file(tmp_path / "d.pt")}}))
+    monkeypatch.setenv("MI_DATAGEN_CHECKPOINTS", str(tmp_path))
+    cov = tmp_path / "cov"
+    run(ROOT / "benchmarks/certificate_coverage.py", "d", "--out", cov, "--n", "6", "--batch", "4", "--classes", "1",
+        "--dist", "off", "--seed", "2")
+    rec = json.loads((cov / "01-off-n6-s2.json").read_text())
+    assert rec["generator_seed"] == 2003 and len(rec["hardest"]) == 6
+    hard = rec["hardest"][0]
+    assert hard["rate"] == rec["worst"] and hard["batch"] == 4
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from calibrated_grid import hard_latent
+    from certificate_coverage import step_rates
+
+    from mi_datagen.flows.grid import off_distribution_latents
+
+    f = load_flow("d")
+    label, z = hard_latent(f"1:off:2003:4:{hard['index']}", f.shape)
+    gen = torch.Generator().manual_seed(2003)
+    batches = [off_distribution_latents(4, f.shape, gen) for _ in range(2)]
+    assert label == 1 and torch.equal(z[0], batches[hard["index"] // 4][hard["index"] % 4])
+    torch.set_num_threads(1)
+    again = step_rates(f.net, z, label, f.solver)[0]
+    # alone, the latent stops iterating when it converges; in its batch it went on to the float floor, so the
+    # observed ratio differs a little (1 % here), never the step
+    assert int(np.argmax(again)) == hard["step"] and abs(again.max() - hard["rate"]) < 0.05 * hard["rate"]
+
+    out = run(ROOT / "benchmarks/calibrated_grid.py", "d", "--coverage", cov, "--hard",
+              f"1:off:2003:4:{hard['index']}", "--target", "0.4", "--register", "d-cal")
+    assert "registered 'd-cal'" in out
+    reg = json.loads((tmp_path / "registry.json").read_text())
+    entry = reg["d-cal"]
+    assert entry["file"] == "d.pt" and entry["sha256"] == reg["d"]["sha256"]
+    assert entry["calibration"]["coverage_latents"] == 6 and entry["calibration"]["target"] == 0.4
+    g = load_flow("d-cal")
+    assert g.solver.grid == "designed" and g.solver.times == tuple(entry["grid_design"]["times"])
+    assert max(entry["grid_design"]["predicted"]) <= 0.4 + 1e-9 and g.solver.times != f.solver.times

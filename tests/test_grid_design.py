@@ -148,3 +148,63 @@ def test_design_grid_cli_writes_a_certified_flow_used_by_generate(tiny_dir, tmp_
     rec = man.modalities[0].sample_certification
     order = np.argsort(-np.asarray(design["predicted"]), kind="stable")[:2]
     assert rec.steps == sorted(order.tolist()) and rec.n_checked == 16 and rec.n_failed == 0
+
+
+def test_calibration_scales_each_pilot_step_by_the_observed_over_predicted_ratio_of_its_designed_step():
+    from mi_datagen.flows.grid import calibrate_stiffness
+
+    pilot_t, stiff = [0.0, 0.25, 0.5, 0.75, 1.0], [1.0, 2.0, 3.0, 4.0]
+    # two designed steps [0, 0.5), [0.5, 1]: observed 1.5× and 2× the predicted rate
+    out = calibrate_stiffness(pilot_t, stiff, [0.0, 0.5, 1.0], [0.5, 0.5], [0.75, 1.0])
+    np.testing.assert_allclose(out, [1.5, 3.0, 6.0, 8.0])
+    # a failed step (∞): rate ≥ 1, so at least 1 / predicted (2.5 here, more than the finite 1.5)
+    out = calibrate_stiffness(pilot_t, stiff, [0.0, 0.5, 1.0], [0.5, 0.4], [0.75, float("inf")])
+    np.testing.assert_allclose(out, [1.5, 3.0, 7.5, 10.0])
+    # … or the largest finite ratio when that is larger
+    out = calibrate_stiffness(pilot_t, stiff, [0.0, 0.5, 1.0], [0.5, 0.9], [1.5, float("inf")])
+    np.testing.assert_allclose(out, [3.0, 6.0, 9.0, 12.0])
+    # an extra profile (a hard latent's own stiffness) wins where it is higher
+    out = calibrate_stiffness(pilot_t, stiff, [0.0, 0.5, 1.0], [0.5, 0.5], [0.5, 0.5], extra=[[0, 5.0, 0, 0]])
+    np.testing.assert_allclose(out, [1.0, 5.0, 3.0, 4.0])
+
+
+def test_calibration_errors_name_the_problem():
+    from mi_datagen.flows.grid import calibrate_stiffness
+
+    with pytest.raises(ConfigError, match="a grid of 2 steps needs 2 predicted and observed rates, got 2 and 1"):
+        calibrate_stiffness([0.0, 0.5, 1.0], [1.0, 1.0], [0.0, 0.5, 1.0], [0.5, 0.5], [0.5])
+    with pytest.raises(ConfigError, match="every step failed"):
+        calibrate_stiffness([0.0, 0.5, 1.0], [1.0, 1.0], [0.0, 0.5, 1.0], [0.5, 0.5], [np.inf, np.inf])
+    with pytest.raises(ConfigError, match="an extra profile needs 2 pilot steps"):
+        calibrate_stiffness([0.0, 0.5, 1.0], [1.0, 1.0], [0.0, 0.5, 1.0], [0.5, 0.5], [0.5, 0.5], extra=[[1.0]])
+
+
+def test_a_registered_grid_applies_the_pinned_weights_on_its_own_solver(tmp_path, monkeypatch):
+    from mi_datagen.errors import CheckpointError
+    from mi_datagen.flows.ode import flow_map
+
+    from .conftest import make_tiny_flow
+
+    sha = make_tiny_flow(tmp_path / "w.pt", steps=8, t_end=0.98)
+    times = [0.0, 0.3, 0.6, 0.9]
+    fine = {"method": "euler", "steps": 3, "t_end": 0.9, "grid": "designed", "times": times}
+    reg = {"w": {"file": "w.pt", "sha256": sha},
+           "w-fine": {"file": "w.pt", "sha256": sha, "solver": fine, "grid_design": {"times": times}},
+           "w-bad": {"file": "w.pt", "sha256": sha, "solver": {**fine, "times": [0.0, 0.5]}}}
+    (tmp_path / "registry.json").write_text(json.dumps(reg))
+    monkeypatch.setenv("MI_DATAGEN_CHECKPOINTS", str(tmp_path))
+    a, b = load_flow("w"), load_flow("w-fine")
+    assert a.sha256 == b.sha256 == sha and a.path == b.path
+    assert a.solver == SolverConfig(steps=8, t_end=0.98) and "grid_design" not in a.meta
+    assert b.solver == SolverConfig(**fine) and b.meta["grid_design"] == {"times": times}
+    z = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    # the same weights on the registered grid: exactly the file's net run on that solver, not on the file's own
+    assert torch.equal(b.map(z, "a"), flow_map(a.net, z, 0, SolverConfig(**fine)))
+    assert not torch.allclose(b.map(z, "a"), a.map(z, "a"))
+    with pytest.raises(CheckpointError, match=r"registry entry 'w-bad': invalid model_config or solver \(times: 2 "
+                                              r"times for 3 steps"):
+        load_flow("w-bad")
+    # a swapped weights file is refused under every name that pins it
+    (tmp_path / "w.pt").write_bytes((tmp_path / "w.pt").read_bytes() + b"\0")
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_flow("w-fine")

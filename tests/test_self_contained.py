@@ -18,7 +18,7 @@ from mi_datagen.store.job import GenerationJob
 from mi_datagen.store.manifest import spec_sha256
 from mi_datagen.store.store import Store
 
-from .conftest import SPECS, TINY_SPEC, make_tiny_flow
+from .conftest import ROOT, SPECS, TINY_SPEC, make_tiny_flow
 
 torch.set_num_threads(1)
 
@@ -128,6 +128,21 @@ def test_new_specs_use_the_v2_flow_and_v1_stays_pinned_for_its_stores():
     assert (v1.sha256, v2.sha256) == (reg["default"]["sha256"], reg["default-v2"]["sha256"])
     assert v1.sha256.startswith("bd0beabd42b8dc7b") and v1.solver.steps == 16  # v1's bytes are unchanged
     assert v2.solver.grid == "designed" and v2.solver.t_end == 0.99 and v2.meta["step"] == reg["default-v2"]["step"]
+
+
+def test_the_recalibrated_v2_grid_is_the_v2_weights_on_18_steps():
+    """`default-v2.1`: the pinned v2 weights (one file, one sha256) on the grid re-designed from default-v2's coverage
+    (benchmarks/calibrated_grid.py); `default-v2` keeps its own 15-step grid, so its stores stay reproducible."""
+    from mi_datagen.assets import registry
+    from mi_datagen.flows.io import load_flow
+
+    reg = registry()
+    v2, v21 = load_flow("default-v2"), load_flow("default-v2.1")
+    assert v21.sha256 == v2.sha256 == reg["default-v2"]["sha256"] and v21.path == v2.path
+    assert v2.solver.steps == 15 and v21.solver.steps == 18 and v21.solver.t_end == v2.solver.t_end == 0.99
+    assert v21.solver.times == tuple(v21.meta["grid_design"]["times"]) and v21.meta["grid_design"]["target"] == 0.65
+    cal = reg["default-v2.1"]["calibration"]
+    assert cal["flow"] == "default-v2" and (ROOT / cal["coverage"]).is_dir() and cal["coverage_latents"] == 13824
 
 
 def test_resume_with_another_flow_names_the_stores_flow(tmp_path):

@@ -107,6 +107,46 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
     assert read_manifest(cut).complete
 
 
+def _alive_children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc (Linux)")
+def test_workers_leave_when_the_generating_parent_is_killed(tiny_dir, tmp_path):
+    """SIGTERM (or SIGKILL) to `generate --workers 2` runs no pool shutdown; its workers must not go on computing
+    shards nobody collects. They leave within seconds, and --resume completes the store."""
+    out = tmp_path / "w.zarr"
+    p = _launch(tiny_dir, out, "--workers", "2")
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and len(workers) < 2:
+        workers = [c for c in _alive_children(p.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode()]
+        time.sleep(0.2)
+    assert len(workers) == 2, "the pool's two workers never started"
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its killed parent"
+    assert _launch(tiny_dir, out, "--resume").wait(timeout=300) == 0 and read_manifest(out).complete
+
+
 def test_resume_after_a_kill_during_creation(tiny_dir, tmp_path):
     """A store killed before its manifest was written is recreated by --resume (no shard can be done)."""
     from mi_datagen.store.zarr_store import MARKER

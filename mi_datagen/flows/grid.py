@@ -24,7 +24,7 @@ from mi_datagen.errors import ConfigError
 from mi_datagen.flows.ode import SolverConfig, flow_map, time_grid
 
 __all__ = ["GridDesign", "design_times", "design_from_pilot", "off_distribution_latents", "pilot_stiffness",
-           "design_grid", "tightest_steps"]
+           "design_grid", "tightest_steps", "calibrate_stiffness"]
 
 _FINE = 20_000  # points of the fine t-mesh the design walks on
 
@@ -156,6 +156,32 @@ def design_from_pilot(pilot_t, stiffness, pilot_samples: int, *, target: float =
     times, pred = design_times(pilot_t, stiffness, target, t_end, max_step)
     return GridDesign(tuple(times.tolist()), target, tuple(pred.tolist()), tuple(float(t) for t in pilot_t),
                       tuple(float(s) for s in stiffness), pilot_samples, max_step)
+
+
+def calibrate_stiffness(pilot_t, stiffness, grid_times, predicted, observed, extra=()) -> np.ndarray:
+    """The pilot's stiffness scaled to what a coverage run of a designed grid saw (a pilot of a few hundred latents
+    misses the tail of thousands). Per pilot step: × the ratio observed worst rate / predicted rate of the designed
+    step (``grid_times``, ``predicted``) its start lies in; a step that failed somewhere (observed ∞, rate ≥ 1) takes
+    the larger of 1 / predicted and the largest finite ratio. Then the maximum with every ``extra`` profile (per
+    pilot step: e.g. the stiffness of a latent that failed, measured on the pilot grid)."""
+    pilot_t, stiff = np.asarray(pilot_t, dtype=np.float64), np.asarray(stiffness, dtype=np.float64)
+    gt, pred, obs = (np.asarray(a, dtype=np.float64) for a in (grid_times, predicted, observed))
+    if len(gt) != len(pred) + 1 or len(obs) != len(pred):
+        raise ConfigError(f"calibration: a grid of {len(gt) - 1} steps needs {len(gt) - 1} predicted and observed "
+                          f"rates, got {len(pred)} and {len(obs)}")
+    ratio = obs / pred
+    finite = np.isfinite(ratio)
+    if not finite.any():
+        raise ConfigError("calibration: every step failed; measure the coverage on a finer grid first")
+    ratio = np.where(finite, ratio, np.maximum(ratio[finite].max(), 1.0 / pred))
+    step = np.clip(np.searchsorted(gt, pilot_t[:-1], side="right") - 1, 0, len(pred) - 1)
+    out = stiff * ratio[step]
+    for e in extra:
+        e = np.asarray(e, dtype=np.float64)
+        if e.shape != stiff.shape:
+            raise ConfigError(f"calibration: an extra profile needs {len(stiff)} pilot steps, got {e.shape}")
+        out = np.maximum(out, e)
+    return out
 
 
 def design_grid(net, latents: dict, *, target: float = 0.65, t_end: float = 0.99, pilot_steps: int = 48,

@@ -3,6 +3,10 @@
 A shipped/exported flow file holds the EMA weights, the model config, the class names, the data
 description and the recommended (certified) solver settings. ``flows/registry.json`` pins the
 sha256 of each shipped file, so a swapped file is refused even if its sidecar was swapped too.
+
+A registry entry may also carry its own ``solver`` (and the ``grid_design`` it came from): the same pinned
+weights applied on another grid, registered under another name, without a second copy of the weights. The
+applied map is the pair (weights, solver); a store records both (its manifest's sha256 and solver).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Flow:
 def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     """``ref``: a registry name (``default-v2``, ``default``) or a path to an exported flow file."""
     reg = registry()
+    entry: dict = {}
     if isinstance(ref, str) and ref in reg:
         entry = reg[ref]
         path, expected = flows_dir() / entry["file"], entry["sha256"]
@@ -72,9 +77,10 @@ def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     if missing:
         raise CheckpointError(f"{path}: an exported flow needs {missing}; re-export it with `mi-datagen export-flow`")
     try:
-        cfg, solver = UNetConfig.from_dict(ck["model_config"]), SolverConfig(**ck["solver"])
+        cfg, solver = UNetConfig.from_dict(ck["model_config"]), SolverConfig(**entry.get("solver", ck["solver"]))
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: invalid model_config or solver ({err})") from None
+        where = f"registry entry {ref!r}" if "solver" in entry else str(path)
+        raise CheckpointError(f"{where}: invalid model_config or solver ({err})") from None
     net = UNet(cfg).to(device)
     try:
         net.load_state_dict(ck["model"])
@@ -83,6 +89,9 @@ def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     # NHWC inference: 1.3-1.5x faster on CPU; the layout is part of the applied map (see unet.is_channels_last)
     net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     meta = {k: ck[k] for k in ("data", "step", "wall_s", "train_config", "losses", "grid_design") if k in ck}
+    if "solver" in entry:  # a registered grid for these weights: its design replaces the file's
+        meta.pop("grid_design", None)
+        meta.update({k: entry[k] for k in ("grid_design", "calibration") if k in entry})
     return Flow(net, tuple(ck["classes"]), solver, meta, sha256_file(path), path)
 
 

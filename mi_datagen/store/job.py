@@ -307,8 +307,8 @@ def _recorded_flow(store_path: str, modality: str, rec: FlowRecord) -> str:
     flow with the same sha256."""
     if rec.path is not None and Path(rec.path).is_file():
         return rec.path
-    for name, entry in registry().items():
-        if entry.get("sha256") == rec.sha256:
+    for name, entry in registry().items():  # the file's own map: not an entry that applies it on another grid
+        if entry.get("sha256") == rec.sha256 and "solver" not in entry:
             return name
     raise StoreError(f"{store_path}: modality {modality} was written with flow file {rec.path or rec.checkpoint!r} "
                      f"(sha256 {rec.sha256[:12]}…), which is no longer there and is not a registered flow; restore "

@@ -7,6 +7,8 @@ and any interruption followed by ``resume`` give the same array bytes.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from enum import Enum
@@ -139,7 +141,7 @@ class StoreWriter:
             if k > 1:  # local worker processes, one shard per task; bytes do not depend on who does which
                 ctx = torch.multiprocessing.get_context("spawn")
                 with ProcessPoolExecutor(k, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(job.spec, self.out, cfg, job.files)) as pool:
+                                         initargs=(job.spec, self.out, cfg, job.files, os.getpid())) as pool:
                     for count in as_completed([pool.submit(_write_shard, i) for i in mine]):
                         bar.update(count.result())
             else:
@@ -211,8 +213,23 @@ def numerics(cfg: GenerateConfig) -> None:
 _WORKER: StoreWriter | None = None
 
 
-def _init_worker(spec, out, cfg, files) -> None:
+def _exit_with_parent(parent: int, interval: float = 1.0) -> threading.Thread:
+    """Leave when the process ``parent`` is gone. A parent killed by a signal runs no pool shutdown, and its
+    workers would go on computing shards nobody collects (on the cores a resumed run needs); a shard they leave
+    half-written is not marked done, so the resume redoes it."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    t = threading.Thread(target=watch, daemon=True, name="exit-with-parent")
+    t.start()
+    return t
+
+
+def _init_worker(spec, out, cfg, files, parent: int) -> None:
     global _WORKER
+    _exit_with_parent(parent)
     numerics(cfg)
     _WORKER = StoreWriter(GenerationJob(spec, cfg, files=files), out)
 
