@@ -158,6 +158,31 @@ def test_slow_sample_beside_a_sample_at_the_float_floor_converges():
         invert(LinearField(-8.0 * torch.eye(d, dtype=torch.float64), (2, 1, 1)), y, 0, cfg)
 
 
+class ClassStiffness(torch.nn.Module):
+    """v = −k[c]·x: an Euler step of length h contracts every sample of class c by exactly h·k[c]."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = torch.tensor(k, dtype=torch.float64)
+
+    def forward(self, x, t, c):
+        return -self.k[c].view(-1, 1, 1, 1).to(x) * x
+
+
+def test_per_sample_certificate_is_each_samples_closed_form_rate():
+    """certify_samples on a batch mixing a fast (rate 0.05) and a slow (rate 0.8) class, labels per sample: every
+    sample's value is its own h·k[c], not the batch's worst."""
+    from mi_datagen.flows.certify import certify_samples
+
+    net = ClassStiffness([0.1, 1.6])  # h = 0.5: rates 0.05 and 0.8
+    cfg = SolverConfig(method="euler", steps=2, t_end=1.0)
+    labels = torch.tensor([0, 1, 0, 0, 0, 0, 0, 1])
+    z = torch.randn((8, 2, 1, 1), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = step_map(net, z, labels, cfg, 0)
+    v = certify_samples(net, z, y, labels, cfg, 0, lipschitz=False)
+    assert torch.allclose(v, 0.5 * net.k[labels], rtol=1e-3)
+
+
 def test_logdet_linear_field_closed_form():
     """Euler steps of v = A x: log|det ∂F/∂z| = Σ_n log|det(I + h_n A)| exactly."""
     d = 12
