@@ -317,3 +317,34 @@ def test_runs_on_another_flows_images_are_redone(tmp_path):
     t0 = run.stat().st_mtime_ns
     run_suite(tmp_path / "s.yaml", tmp_path / "out", progress=False, stores_dir=tmp_path / "stores")
     assert run.stat().st_mtime_ns > t0 and json.loads(run.read_text())["flows"]["X1"] == sha_two
+
+
+def test_a_suite_pins_its_flow_and_the_same_weights_on_another_grid_are_another_map(tmp_path, monkeypatch):
+    """`flow:` in a suite's dataset entry sets every modality's flow (what the spec names is overridden), and a run's
+    record names the map by ``Flow.map_id``: a registry entry applying the same weights on its own grid has the same
+    sha256 but is another map, so the store is regenerated with that grid and the runs are redone."""
+    from mi_datagen.store.store import Store
+
+    from .conftest import TINY_SPEC, make_tiny_flow
+
+    sha = make_tiny_flow(tmp_path / "w.pt", steps=8, t_end=0.98)
+    fine = {"method": "euler", "steps": 4, "t_end": 0.9, "grid": "designed", "times": [0.0, 0.3, 0.6, 0.8, 0.9]}
+    (tmp_path / "registry.json").write_text(json.dumps({
+        "w": {"file": "w.pt", "sha256": sha}, "w-fine": {"file": "w.pt", "sha256": sha, "solver": fine}}))
+    monkeypatch.setenv("MI_DATAGEN_CHECKPOINTS", str(tmp_path))
+    (tmp_path / "t.yaml").write_text(TINY_SPEC.format(checkpoint="w", standardize="true"))
+    (tmp_path / "s.yaml").write_text(FLOW_SUITE.format(spec="t.yaml"))
+    kw = dict(progress=False, stores_dir=tmp_path / "stores")
+    out = run_suite(tmp_path / "s.yaml", tmp_path / "out", **kw)
+    (run,) = (out / "runs").glob("*.json")
+    assert json.loads(run.read_text())["flows"] == {"X1": sha, "X2": sha}
+    (store_path,) = (tmp_path / "stores").glob("*.zarr")
+    assert Store(str(store_path)).manifest.modalities[0].solver["steps"] == 8
+    (tmp_path / "s.yaml").write_text(FLOW_SUITE.format(spec="t.yaml").replace("images: true",
+                                                                               "images: true\n    flow: w-fine"))
+    run_suite(tmp_path / "s.yaml", tmp_path / "out", **kw)
+    flows = json.loads(run.read_text())["flows"]
+    assert flows["X1"] == flows["X2"] and flows["X1"].startswith(sha + "+solver:")
+    man = Store(str(store_path)).manifest
+    assert {m.flow.checkpoint for m in man.modalities} == {"w-fine"}
+    assert man.modalities[0].solver["times"] == fine["times"] and man.modalities[0].flow.sha256 == sha

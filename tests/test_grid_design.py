@@ -197,6 +197,8 @@ def test_a_registered_grid_applies_the_pinned_weights_on_its_own_solver(tmp_path
     assert a.sha256 == b.sha256 == sha and a.path == b.path
     assert a.solver == SolverConfig(steps=8, t_end=0.98) and "grid_design" not in a.meta
     assert b.solver == SolverConfig(**fine) and b.meta["grid_design"] == {"times": times}
+    # one file, two maps: what names the map (run records, reports) tells them apart
+    assert a.map_id == sha and b.map_id.startswith(sha + "+solver:") and b.map_id != a.map_id
     z = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
     # the same weights on the registered grid: exactly the file's net run on that solver, not on the file's own
     assert torch.equal(b.map(z, "a"), flow_map(a.net, z, 0, SolverConfig(**fine)))

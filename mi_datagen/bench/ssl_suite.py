@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from tqdm import tqdm
 
-from mi_datagen.bench.suite import Name, StoreEntry, _flows, _Frozen, _store, same_flows, select
+from mi_datagen.bench.suite import Name, StoreEntry, _flows, _Frozen, _store, members, same_flows, select
 from mi_datagen.errors import SpecError
 
 
@@ -125,7 +125,6 @@ def dataset_labels(jobs: list[tuple]) -> list[str]:
 def run_ssl_suite(path: str | Path, out: str | Path | None = None, progress: bool = True,
                   stores_dir: str | Path | None = None, datasets: list[str] | None = None) -> Path:
     """Run (or finish) an SSL suite; returns its output folder (runs/*.json, report.md, plots)."""
-    from mi_datagen.api import load_and_expand
     from mi_datagen.bench.ssl_report import write_ssl_report
     from mi_datagen.ssl import SSLSettings, Truth, evaluate, train_encoders
     from mi_datagen.store.store import Store
@@ -136,7 +135,7 @@ def run_ssl_suite(path: str | Path, out: str | Path | None = None, progress: boo
     (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / "suite.yaml").write_text(path.read_text())
     store_root = Path(stores_dir or suite.stores or out / "stores")
-    jobs = [(e, m) for e in suite.datasets for m in load_and_expand(path.parent / e.spec)]
+    jobs = [(e, m) for e in suite.datasets for m in members(e, path)]
     jobs = select(jobs, datasets)
     labels = dataset_labels(jobs)
     todo = [(e, m, label, o, s) for (e, m), label in zip(jobs, labels) for o in suite.objectives for s in suite.seeds]

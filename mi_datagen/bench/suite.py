@@ -35,6 +35,8 @@ class StoreEntry(_Frozen):
     n: int = Field(gt=0)
     seed: int = Field(0, ge=0)
     images: bool = Field(True, description="false: flows removed, the latent blocks are the stored modalities")
+    flow: str | None = Field(None, description="the registered flow of every modality (default: what the spec "
+                                                "names, or the default flow): pins the map a suite's results use")
     generate: dict = Field(default_factory=dict, description="further GenerateConfig options")
 
     @field_validator("generate")
@@ -183,6 +185,19 @@ def load_suite(path: str | Path) -> Suite:
         raise SpecError(format_validation_error(err, str(p)).replace("invalid spec", "invalid suite")) from None
 
 
+def members(entry: StoreEntry, suite_path: Path) -> list:
+    """The datasets of one suite entry: its spec expanded (a sweep gives one per member), with ``entry.flow`` as every
+    modality's flow when it is given."""
+    from mi_datagen.api import load_and_expand
+
+    specs = load_and_expand(suite_path.parent / entry.spec)
+    if entry.flow is None:
+        return specs
+    return [g.model_copy(update={"modalities": [
+        m.model_copy(update={"flow": m.flow.model_copy(update={"checkpoint": entry.flow})}) if m.flow else m
+        for m in g.modalities]}) for g in specs]
+
+
 def _strip_flows(spec):
     return spec.model_copy(update={"modalities": [m.model_copy(update={"flow": None}) for m in spec.modalities]})
 
@@ -229,8 +244,9 @@ def _config(kind: str, cfg) -> dict:
 
 
 def _flows(entry, member, base: Path, cache: dict) -> dict[str, str]:
-    """Modality → sha256 of the flow its stored images come from ({} for a store of latent blocks): what a run's
-    record names, so that a run on another flow's images is never taken for a run on these."""
+    """Modality → the map its stored images come from (``Flow.map_id``: the weights' sha256, plus the grid's digest
+    for a registered grid; {} for a store of latent blocks): what a run's record names, so that a run on another
+    flow's images is never taken for a run on these."""
     if not entry.images:
         return {}
     from mi_datagen.store.modality import resolve_flow
@@ -240,7 +256,7 @@ def _flows(entry, member, base: Path, cache: dict) -> dict[str, str]:
         if m.flow is not None:
             key = (m.flow.checkpoint, str(base))
             if key not in cache:
-                cache[key] = resolve_flow(m.flow.checkpoint, base, "cpu").sha256
+                cache[key] = resolve_flow(m.flow.checkpoint, base, "cpu").map_id
             out[m.node] = cache[key]
     return out
 
@@ -304,7 +320,6 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     still aggregates every finished run in the output folder.
     ``estimators``: your own estimators to run beside (or instead of) the suite's, each a Python callable
     ``package.module:name`` (named by ``name``) or ``cmd:COMMAND LINE`` (see ``estimators.external``)."""
-    from mi_datagen.api import load_and_expand
     from mi_datagen.bench.report import write_report
     from mi_datagen.estimators.estimate import estimate
     from mi_datagen.estimators.external import estimate_external
@@ -319,7 +334,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     store_root = Path(stores_dir or suite.stores or out / "stores")
     jobs = []
     for entry in suite.datasets:
-        for member in load_and_expand(path.parent / entry.spec):
+        for member in members(entry, path):
             jobs.append((entry, member))
     jobs = select(jobs, datasets)
     if generate_only:

@@ -11,6 +11,7 @@ applied map is the pair (weights, solver); a store records both (its manifest's 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,15 @@ class Flow:
         return flow_map(self.net, z, self.label_index(label), solver or self.solver)
 
     @property
+    def map_id(self) -> str:
+        """What identifies the applied map: the weights' sha256, plus a digest of the solver when a registry entry
+        applies them on a grid other than the file's own (``meta['file_solver']``)."""
+        if "file_solver" not in self.meta:
+            return self.sha256
+        solver = hashlib.sha256(json.dumps(self.solver.to_dict(), sort_keys=True).encode()).hexdigest()
+        return f"{self.sha256}+solver:{solver[:16]}"
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         c = self.net.cfg
         return (c.image_channels, c.image_size, c.image_size)
@@ -89,8 +99,9 @@ def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     # NHWC inference: 1.3-1.5x faster on CPU; the layout is part of the applied map (see unet.is_channels_last)
     net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     meta = {k: ck[k] for k in ("data", "step", "wall_s", "train_config", "losses", "grid_design") if k in ck}
-    if "solver" in entry:  # a registered grid for these weights: its design replaces the file's
+    if "solver" in entry and solver != SolverConfig(**ck["solver"]):  # a registered grid for these weights
         meta.pop("grid_design", None)
+        meta["file_solver"] = ck["solver"]
         meta.update({k: entry[k] for k in ("grid_design", "calibration") if k in entry})
     return Flow(net, tuple(ck["classes"]), solver, meta, sha256_file(path), path)
 
