@@ -348,3 +348,12 @@ def test_a_suite_pins_its_flow_and_the_same_weights_on_another_grid_are_another_
     man = Store(str(store_path)).manifest
     assert {m.flow.checkpoint for m in man.modalities} == {"w-fine"}
     assert man.modalities[0].solver["times"] == fine["times"] and man.modalities[0].flow.sha256 == sha
+
+
+def test_estimate_plot_is_logarithmic_only_when_the_exact_mi_spans_two_decades():
+    from mi_datagen.bench.report import _axis_scale
+
+    assert _axis_scale([0.387, 1.02, 1590.2]) == "symlog"  # the multimodal suite
+    assert _axis_scale([0.03, 1.4]) == "linear"  # table1: 47×
+    assert _axis_scale([1.0, 100.0]) == "linear" and _axis_scale([1.0, 100.01]) == "symlog"  # the boundary
+    assert _axis_scale([0.0, 2.0, 2.0]) == "linear"  # zero truths are not a decade
