@@ -271,6 +271,14 @@ def test_shipped_suites_load_and_their_datasets_expand():
     assert [m.parameters for m in raw] == [m.parameters for m in std]
     assert [m.name for m in members["theta-regression"]] == [m.name for m in raw]
     assert [m.name for m in members["lmi-images"]] == [m.name for m in std]  # its stores are table1-standardised's
+    # the paper's own grid, both variants: the same ten ρ̃ = 0.01 … 0.10, one unstandardised, one standardised
+    raw_p, std_p = members["table1-paper"], members["table1-standardised-paper"]
+    assert len(raw_p) == len(std_p) == 10 and [m.parameters for m in raw_p] == [m.parameters for m in std_p]
+    assert not any(x.standardize for m in raw_p for x in m.modalities)
+    assert all(x.standardize for m in std_p for x in m.modalities)
+    for grid, base in (("table1-paper", "table1"), ("table1-standardised-paper", "table1-standardised")):
+        a, b = load_suite(root / f"{grid}.yaml"), load_suite(root / f"{base}.yaml")
+        assert a.estimators == b.estimators and a.regression == b.regression and a.seeds == [0, 1, 2], grid
 
 
 FLOW_SUITE = """\

@@ -92,3 +92,21 @@ def test_black_hole_targets():
 def test_dense_example_uses_dense_path():
     _, s = one("readout_dense")
     assert s.method == "dense" and "vector node to a scalar" in s.structure_note
+
+
+@pytest.mark.parametrize("name", ["two_modalities_paper_grid", "two_modalities_paper_grid_unstandardised"])
+def test_paper_grid_is_the_closed_form_at_the_figures_the_issue_quotes(name):
+    """docs/examples.md (1) with ρ̂ = 1 and s = d ρ̃²: I(θ; X1) = ½ log(1 + s), I(X1; X2) = −½ log(1 − (s / (1 + s))²)
+    (DESIGN §2, special case); the grid's ends are the paper's 0.0284 / 1.39 nats and 0.134 / 1.73 (estimator issue)."""
+    members = load_and_expand(SPECS / f"{name}.yaml")
+    assert [m.parameters["rho"] for m in members] == pytest.approx([0.01 * k for k in range(1, 11)], rel=1e-12)
+    pair, target = [], []
+    for g in members:
+        s = 3072 * g.parameters["rho"] ** 2
+        sol = solver_for(g, SPECS)
+        assert sol.mi("theta", "X1") == pytest.approx(0.5 * math.log1p(s), rel=1e-10)
+        assert sol.mi("X1", "X2") == pytest.approx(-0.5 * math.log1p(-(s / (1 + s)) ** 2), rel=1e-10)
+        pair.append(sol.mi("X1", "X2"))
+        target.append(sol.mi("theta", "X1"))
+    assert (round(pair[0], 4), round(pair[-1], 2), round(target[0], 3), round(target[-1], 2)) == (0.0284, 1.39, 0.134, 1.73)
+    assert all(a < b for a, b in zip(pair, pair[1:]))
