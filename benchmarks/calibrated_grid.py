@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mi_datagen.assets import checkpoints_dir, register, registry
-from mi_datagen.flows.grid import calibrate_stiffness, design_from_pilot, off_distribution_latents, pilot_stiffness
+from mi_datagen.flows.grid import calibrate_stiffness, coverage_latents, design_from_pilot, pilot_stiffness
 from mi_datagen.flows.io import load_flow
 from mi_datagen.flows.ode import SolverConfig
 
@@ -44,7 +44,7 @@ def hard_latent(spec: str, shape) -> tuple[int, torch.Tensor]:
     label, dist, seed, batch, index = spec.split(":")
     gen, index, batch = torch.Generator().manual_seed(int(seed)), int(index), int(batch)
     for _ in range(index // batch + 1):
-        z = torch.randn((batch, *shape), generator=gen) if dist == "in" else off_distribution_latents(batch, shape, gen)
+        z = coverage_latents(dist, batch, shape, gen)
     return int(label), z[index % batch: index % batch + 1]
 
 
@@ -79,7 +79,7 @@ def main() -> None:
     print(f"calibrated design at target {args.target}: {solver.steps} Euler steps (was {f.solver.steps}), times "
           f"{np.round(design.times, 4).tolist()}")
     if args.register:
-        entry = registry()[args.flow] if args.flow in registry() else None
+        entry = registry().get(args.flow)
         if entry is None:
             raise SystemExit("--register: the flow must be a registered one (its weights stay pinned)")
         calibration = dict(flow=args.flow, coverage=str(args.coverage), coverage_latents=n_cov,

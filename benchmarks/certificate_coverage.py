@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from mi_datagen.flows.certify import certify_samples
-from mi_datagen.flows.grid import off_distribution_latents
+from mi_datagen.flows.grid import coverage_latents
 from mi_datagen.flows.io import load_flow
 from mi_datagen.flows.ode import flow_map
 from mi_datagen.store.job import failure_bound
@@ -41,12 +41,13 @@ def step_rates(net, z: torch.Tensor, label: int, solver) -> np.ndarray:
 
 
 def run_one(f, label: int, dist: str, n: int, batch: int, seed: int, bar) -> dict:
-    gen = torch.Generator().manual_seed(seed * 1000 + 2 * label + (dist == "off"))  # recorded as generator_seed
+    generator_seed = seed * 1000 + 2 * label + (dist == "off")
+    gen = torch.Generator().manual_seed(generator_seed)
     rates = np.zeros((n, f.solver.steps))
     t0 = time.perf_counter()
     for i in range(0, n, batch):
         m = min(batch, n - i)
-        z = torch.randn((m, *f.shape), generator=gen) if dist == "in" else off_distribution_latents(m, f.shape, gen)
+        z = coverage_latents(dist, m, f.shape, gen)
         rates[i:i + m] = step_rates(f.net, z, label, f.solver)
         bar.update(m)
     worst = rates.max(1)
@@ -57,7 +58,7 @@ def run_one(f, label: int, dist: str, n: int, batch: int, seed: int, bar) -> dic
     return dict(label=label, cls=f.classes[label], dist=dist, n=n, seed=seed, wall_s=time.perf_counter() - t0,
                 step_worst=rates.max(0).tolist(), step_p99=np.quantile(rates, 0.99, axis=0).tolist(),
                 worst=float(worst.max()), over_limit=int((worst > LIMIT).sum()), failed=failed,
-                failure_rate_bound_95=failure_bound(failed, n), generator_seed=seed * 1000 + 2 * label + (dist == "off"),
+                failure_rate_bound_95=failure_bound(failed, n), generator_seed=generator_seed,
                 hardest=hardest)
 
 

@@ -24,7 +24,7 @@ from mi_datagen.errors import ConfigError
 from mi_datagen.flows.ode import SolverConfig, flow_map, time_grid
 
 __all__ = ["GridDesign", "design_times", "design_from_pilot", "off_distribution_latents", "pilot_stiffness",
-           "design_grid", "tightest_steps", "calibrate_stiffness"]
+           "design_grid", "tightest_steps", "calibrate_stiffness", "coverage_latents"]
 
 _FINE = 20_000  # points of the fine t-mesh the design walks on
 
@@ -129,6 +129,11 @@ def off_distribution_latents(n: int, shape: tuple[int, ...], generator: torch.Ge
     amp = torch.randn(n, generator=generator) * spread ** 0.5
     dirs = torch.stack([ones if i % 2 == 0 else rand for i in range(n)])
     return z + amp.view(-1, *([1] * len(shape))) * dirs
+
+
+def coverage_latents(dist: str, n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """The next ``n`` latents a certificate coverage draws: ``in`` N(0, I), ``off`` off_distribution_latents."""
+    return torch.randn((n, *shape), generator=generator) if dist == "in" else off_distribution_latents(n, shape, generator)
 
 
 def pilot_stiffness(net, latents: dict, cfg: SolverConfig, progress=None) -> np.ndarray:

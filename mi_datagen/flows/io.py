@@ -87,7 +87,8 @@ def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     if missing:
         raise CheckpointError(f"{path}: an exported flow needs {missing}; re-export it with `mi-datagen export-flow`")
     try:
-        cfg, solver = UNetConfig.from_dict(ck["model_config"]), SolverConfig(**entry.get("solver", ck["solver"]))
+        cfg, file_solver = UNetConfig.from_dict(ck["model_config"]), SolverConfig(**ck["solver"])
+        solver = SolverConfig(**entry["solver"]) if "solver" in entry else file_solver
     except (TypeError, ValueError) as err:
         where = f"registry entry {ref!r}" if "solver" in entry else str(path)
         raise CheckpointError(f"{where}: invalid model_config or solver ({err})") from None
@@ -99,7 +100,7 @@ def load_flow(ref: str | Path = DEFAULT_FLOW, device: str = "cpu") -> Flow:
     # NHWC inference: 1.3-1.5x faster on CPU; the layout is part of the applied map (see unet.is_channels_last)
     net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
     meta = {k: ck[k] for k in ("data", "step", "wall_s", "train_config", "losses", "grid_design") if k in ck}
-    if "solver" in entry and solver != SolverConfig(**ck["solver"]):  # a registered grid for these weights
+    if solver != file_solver:  # a registered grid for these weights
         meta.pop("grid_design", None)
         meta["file_solver"] = ck["solver"]
         meta.update({k: entry[k] for k in ("grid_design", "calibration") if k in entry})
