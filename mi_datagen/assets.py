@@ -15,9 +15,11 @@ __all__ = ["DEFAULT_FLOW", "examples_dir", "example_spec", "example_names", "che
 
 _HERE = Path(__file__).resolve().parent
 REGISTRY = "registry.json"
-# The flow a spec gets when it names none. "default" (v1, cpu-small) stays registered and pinned, so every store
-# made with it keeps its sha256 and can be checked and resumed: its manifest's spec names it explicitly.
-DEFAULT_FLOW = "default-v2"
+# The flow a spec gets when it names none: the v2 weights on the 18-step grid whose certificate coverage holds
+# (benchmarks/results/certificate-coverage/default-v2.1). "default-v2" (the same weights on 15 steps) and "default"
+# (v1, cpu-small) stay registered and pinned, so every store made with them keeps its sha256 and can be checked and
+# resumed: a manifest's spec names its flow explicitly.
+DEFAULT_FLOW = "default-v2.1"
 
 
 def _shipped(packaged: str, checkout: str) -> Path:

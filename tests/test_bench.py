@@ -249,6 +249,7 @@ def test_shipped_suites_load_and_their_datasets_expand():
     from pathlib import Path
 
     from mi_datagen.api import load_and_expand
+    from mi_datagen.assets import DEFAULT_FLOW
 
     root = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
     members = {}
@@ -279,6 +280,7 @@ def test_shipped_suites_load_and_their_datasets_expand():
     for grid, base in (("table1-paper", "table1"), ("table1-standardised-paper", "table1-standardised")):
         a, b = load_suite(root / f"{grid}.yaml"), load_suite(root / f"{base}.yaml")
         assert a.estimators == b.estimators and a.regression == b.regression and a.seeds == [0, 1, 2], grid
+        assert [e.flow for e in a.datasets] == [DEFAULT_FLOW], grid  # not run before the certified default landed
 
 
 FLOW_SUITE = """\

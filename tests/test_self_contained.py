@@ -109,25 +109,52 @@ def test_resume_refuses_a_changed_template_file_and_accepts_a_legacy_spec_hash(f
         generate(spec, out, GenerateConfig(resume=True, **CFG), file_spec)
 
 
-def test_new_specs_use_the_v2_flow_and_v1_stays_pinned_for_its_stores():
-    """A spec that names no flow gets DEFAULT_FLOW (v2); a manifest's spec names its flow explicitly, so a store made
-    with v1 (``default``) re-validates to v1 after the switch. Both files are shipped, pinned and load."""
+def test_new_specs_use_the_certified_v2_map_and_older_flows_stay_pinned_for_their_stores():
+    """A spec that names no flow gets DEFAULT_FLOW (the v2 weights on the 18-step grid, ``default-v2.1``); a manifest's
+    spec names its flow explicitly, so a store made with v1 (``default``) or with the 15-step ``default-v2``
+    re-validates to that flow after the switch. Every file is shipped, pinned and loads."""
     from mi_datagen.assets import DEFAULT_FLOW, registry
     from mi_datagen.flows.io import load_flow
     from mi_datagen.spec.models import FlowRef, GraphSpec
 
-    assert DEFAULT_FLOW == "default-v2" and FlowRef(label="cat").checkpoint == "default-v2"
+    assert DEFAULT_FLOW == "default-v2.1" and FlowRef(label="cat").checkpoint == "default-v2.1"
     spec = load_and_expand(SPECS / "two_modalities.yaml")[0]
     dumped = spec.model_dump(mode="json")
-    assert {m["flow"]["checkpoint"] for m in dumped["modalities"]} == {"default-v2"}
-    for m in dumped["modalities"]:
-        m["flow"]["checkpoint"] = "default"  # what a v1 store's manifest holds
-    assert {m.flow.checkpoint for m in GraphSpec.model_validate(dumped).modalities} == {"default"}
+    assert {m["flow"]["checkpoint"] for m in dumped["modalities"]} == {"default-v2.1"}
+    for old in ("default", "default-v2"):  # what a v1 / v2 store's manifest holds
+        for m in dumped["modalities"]:
+            m["flow"]["checkpoint"] = old
+        assert {m.flow.checkpoint for m in GraphSpec.model_validate(dumped).modalities} == {old}
     reg = registry()
     v1, v2 = load_flow("default"), load_flow("default-v2")
     assert (v1.sha256, v2.sha256) == (reg["default"]["sha256"], reg["default-v2"]["sha256"])
     assert v1.sha256.startswith("bd0beabd42b8dc7b") and v1.solver.steps == 16  # v1's bytes are unchanged
     assert v2.solver.grid == "designed" and v2.solver.t_end == 0.99 and v2.meta["step"] == reg["default-v2"]["step"]
+
+
+def test_the_default_flow_meets_the_certificate_coverage_of_the_flow_issue():
+    """The flow issue's point 4 for the map new specs get: on >= 1 024 latents per class, in and off distribution,
+    every step's worst contraction rate <= 0.8 and no failed step. Read from the committed coverage records of
+    ``benchmarks/certificate_coverage.py`` (distinct generator seeds only), which must be of this exact map: same
+    weights (sha256) and same time grid. Fails if DEFAULT_FLOW is pointed at a map whose coverage is short or broken
+    (``default-v2``'s own records hold one failure)."""
+    from mi_datagen.assets import DEFAULT_FLOW
+    from mi_datagen.flows.io import load_flow
+
+    folder = ROOT / "benchmarks" / "results" / "certificate-coverage" / DEFAULT_FLOW
+    flow, made_on = load_flow(DEFAULT_FLOW), json.loads((folder / "flow.json").read_text())
+    assert made_on["sha256"] == flow.sha256
+    assert np.array_equal(made_on["solver"]["times"], flow.solver.times)
+    pooled: dict[tuple[int, str], list[dict]] = {}
+    for p in sorted(folder.glob("*-n*-s*.json")):
+        r = json.loads(p.read_text())
+        pooled.setdefault((r["label"], r["dist"]), []).append(r)
+    assert {k for k in pooled} == {(c, d) for c in range(10) for d in ("in", "off")}
+    for (label, dist), recs in pooled.items():
+        seeds = [r["generator_seed"] for r in recs]
+        assert len(seeds) == len(set(seeds)), (label, dist, seeds)
+        assert sum(r["n"] for r in recs) >= 1024, (label, dist)
+        assert max(r["worst"] for r in recs) <= 0.8 and sum(r["failed"] for r in recs) == 0, (label, dist)
 
 
 def test_the_recalibrated_v2_grid_is_the_v2_weights_on_18_steps():
@@ -159,5 +186,5 @@ def test_resume_with_another_flow_names_the_stores_flow(tmp_path):
     other = load_and_expand(d / "other.yaml")[0]
     with pytest.raises(StoreError, match=r"different settings \(spec_sha256, flows\).*The store's flows: "
                                          r"X1 → 'tiny.pt' \(sha256 [0-9a-f]{12}…\), X2 → 'tiny.pt'.*"
-                                         r"gets 'default-v2'.*name its flow in the spec"):
+                                         r"gets 'default-v2\.1'.*name its flow in the spec"):
         generate(other, out, GenerateConfig(resume=True, **CFG), d)

@@ -75,7 +75,7 @@ def plan(out: str, key: dict, resume: bool, overwrite: bool, replace_other_jobs:
 
 def _flow_hint(old: DatasetManifest) -> str:
     """Which flows the store was made with, and how to name them: a spec that names no checkpoint follows
-    DEFAULT_FLOW, which moved from ``default`` (v1) to ``default-v2``."""
+    DEFAULT_FLOW, which moved from ``default`` (v1) to ``default-v2`` and then to ``default-v2.1``."""
     from mi_datagen.assets import DEFAULT_FLOW
 
     was = ", ".join(f"{m.name} → {m.flow.checkpoint!r} (sha256 {m.flow.sha256[:12]}…)" for m in old.modalities if m.flow)
