@@ -83,3 +83,32 @@ def test_precision_recall_of_knn_manifolds():
     collapsed = real[0] + 0.02 * rng.standard_normal((60, 4))  # every sample near one real point
     p, r = precision_recall(real, collapsed)
     assert p > 0.9 and r < 0.3  # realistic but not diverse: high precision, low recall
+
+
+@pytest.mark.parametrize("ref", ["default-v2", "default-v2.1"])
+def test_flow_quality_records_name_the_applied_map(tmp_path, monkeypatch, ref):
+    """Two registry entries share one weights file (default-v2 on 15 steps, default-v2.1 on 18): a flow-quality record
+    names the flow as given and the map (Flow.map_id, which differs between them), not only the file. The images,
+    judge and figures are stand-ins: what is tested is the record."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import mi_datagen.flows.images as images
+    import mi_datagen.flows.judge as judge
+    import mi_datagen.flows.quality as quality
+    from mi_datagen.cli import app
+    from mi_datagen.flows.io import load_flow
+
+    monkeypatch.setattr(images, "load_images", lambda *a, **k: toy(16))
+    monkeypatch.setattr(judge, "load_judge", lambda *a, **k: None)
+    row = quality.ClassQuality("a", 0.9, 10.0, 4.0, real_accuracy=1.0, precision=0.6, recall=0.4)
+    monkeypatch.setattr(quality, "evaluate_flow", lambda *a, **k: [row])
+    out = tmp_path / "q.json"
+    r = CliRunner().invoke(app, ["flow-quality", ref, "--data", "imagefolder:x", "--test-data", "imagefolder:y",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rec, f = json.loads(out.read_text()), load_flow(ref)
+    assert (rec["flow"], rec["map"], rec["solver_steps"]) == (ref, f.map_id, {"default-v2": 15, "default-v2.1": 18}[ref])
+    assert rec["classes"][0]["targets_met"] == {"consistency": True, "fd": False, "precision": True, "recall": False}
+    assert (rec["map"] == rec["flow_sha256"]) == (ref == "default-v2")  # only the re-gridded entry carries a solver id

@@ -267,7 +267,8 @@ def flow_quality_cmd(
     train = load_images(*_parse_data(data), cache_dir=cache_dir)
     test = load_images(*_parse_data(test_data), train=False, cache_dir=cache_dir)
     rows = evaluate_flow(f, load_judge(judge, len(train.classes)), train, test, n_per_class=n)
-    t = Table(title=f"{f.path.name} (step {f.meta.get('step')}), {n} generated images per class, judge {judge.name}")
+    t = Table(title=f"{flow} ({f.path.name}, step {f.meta.get('step')}, {f.solver.steps} {f.solver.method} steps), "
+                    f"{n} generated images per class, judge {judge.name}")
     for col in ("class", "consistency", "real acc.", "FD gen vs test", "FD floor", "precision", "recall", "targets met"):
         t.add_column(col, justify="right")
     for r in rows:
@@ -279,7 +280,8 @@ def flow_quality_cmd(
     if json_out:
         from dataclasses import asdict
 
-        json_out.write_text(json.dumps({"flow": str(f.path), "flow_sha256": f.sha256, "step": f.meta.get("step"),
+        json_out.write_text(json.dumps({"flow": flow, "map": f.map_id, "solver_steps": f.solver.steps,
+                                        "flow_sha256": f.sha256, "step": f.meta.get("step"),
                                         "judge": str(judge), "n_per_class": n,
                                         "classes": [{**asdict(r), "targets_met": r.targets_met()} for r in rows]},
                                        indent=2))
