@@ -135,7 +135,7 @@ def test_new_specs_use_the_certified_v2_map_and_older_flows_stay_pinned_for_thei
 def test_the_default_flow_meets_the_certificate_coverage_of_the_flow_issue():
     """The flow issue's point 4 for the map new specs get: on >= 1 024 latents per class, in and off distribution,
     every step's worst contraction rate <= 0.8 and no failed step. Read from the committed coverage records of
-    ``benchmarks/certificate_coverage.py`` (distinct generator seeds only), which must be of this exact map: same
+    ``benchmarks/certificate_coverage.py`` (distinct seeds only), which must be of this exact map: same
     weights (sha256) and same time grid. Fails if DEFAULT_FLOW is pointed at a map whose coverage is short or broken
     (``default-v2``'s own records hold one failure)."""
     from mi_datagen.assets import DEFAULT_FLOW
@@ -151,7 +151,7 @@ def test_the_default_flow_meets_the_certificate_coverage_of_the_flow_issue():
         pooled.setdefault((r["label"], r["dist"]), []).append(r)
     assert {k for k in pooled} == {(c, d) for c in range(10) for d in ("in", "off")}
     for (label, dist), recs in pooled.items():
-        seeds = [r["generator_seed"] for r in recs]
+        seeds = [r["seed"] for r in recs]
         assert len(seeds) == len(set(seeds)), (label, dist, seeds)
         assert sum(r["n"] for r in recs) >= 1024, (label, dist)
         assert max(r["worst"] for r in recs) <= 0.8 and sum(r["failed"] for r in recs) == 0, (label, dist)
