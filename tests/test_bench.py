@@ -367,3 +367,17 @@ def test_estimate_plot_is_logarithmic_only_when_the_exact_mi_spans_two_decades()
     assert _axis_scale([0.03, 1.4]) == "linear"  # table1: 47×
     assert _axis_scale([1.0, 100.0]) == "linear" and _axis_scale([1.0, 100.01]) == "symlog"  # the boundary
     assert _axis_scale([0.0, 2.0, 2.0]) == "linear"  # zero truths are not a decade
+
+
+def test_summary_on_one_mi_level_leaves_r_undefined_without_warnings():
+    """A suite run on one dataset so far (one exact MI): bias and RMSE are defined, Pearson r is not (NaN), and
+    summarising warns nothing (numpy's divide-by-zero in corrcoef used to leak to the terminal)."""
+    import warnings
+
+    runs = [{"estimator": "E", "status": "ok", "truth": 1.39, "estimate": e, "dataset": "d09", "a": ["X1"],
+             "b": ["X2"], "time_s": 1.0} for e in (0.9, 1.0, 1.1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = summarise(runs)["E"]
+    assert s["bias"] == pytest.approx(-0.39) and s["rmse"] == pytest.approx(np.sqrt((0.49**2 + 0.39**2 + 0.29**2) / 3))
+    assert math.isnan(s["corr"])

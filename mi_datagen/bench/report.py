@@ -38,7 +38,8 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
             "bias": float(np.mean(est - tru)) if ok else math.nan,
             "std": float(np.mean(stds)) if stds else math.nan,
             "rmse": float(np.sqrt(np.mean((est - tru) ** 2))) if ok else math.nan,
-            "corr": float(np.corrcoef(est, tru)[0, 1]) if len(ok) > 2 and np.std(est) > 0 else math.nan,
+            "corr": (float(np.corrcoef(est, tru)[0, 1]) if len(ok) > 2 and np.std(est) > 0 and np.std(tru) > 0
+                     else math.nan),  # r is undefined on one MI level (a suite run on one dataset so far)
             "time_s": float(np.mean([r.get("time_s", math.nan) for r in ok])) if ok else math.nan,
             **bootstrap_intervals(ok),
         }
