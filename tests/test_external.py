@@ -37,6 +37,9 @@ def test_the_howto_runs_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "## Per MI level" in report and "95 % intervals" in report and "## Shortcut check" in report
     assert len(list((out / "shortcuts").glob("*.json"))) == 3  # once per dataset and pair, not per run
+    for sc in (json.loads(p.read_text()) for p in (out / "shortcuts").glob("*.json")):  # each row with its null
+        assert f"| {sc['dataset']} | X1; X2 | {sc['truth']:.3f} | {sc['max_nats']:.3f} | {sc['share']:.0%} | " \
+               f"{sc['above_null']:.3f} | {sc['share_above_null']:.0%} | {sc['n']} |" in report, sc
     from mi_datagen.bench.report import load_runs, per_level, summarise
 
     for row in per_level(load_runs(out)):  # the bias/variance split, from the records alone

@@ -6,6 +6,12 @@ parts of the 2-D DFT at (0, 1), (1, 0) and (1, 1)). KSG and the Gaussian estimat
 between those statistics of the two sides. Data processing bounds both by the exact MI up to estimation
 error; a value near the exact MI means the benchmark can be solved without looking at the images.
 Latent (non-image) sides are used as they are when small.
+
+Each estimate is also made on the same rows with one side shuffled (a seeded permutation): independent
+pairs, whose MI is 0, so what an estimator reports there is its own finite-sample bias. On 2 000 rows
+the Gaussian estimate on 21 + 21 statistics is ≈ 0.1 nats high (≈ dx·dy / 2n) whatever the data, which
+dominates the share at low MI; ``above_null`` (the largest of estimate minus its own null) separates the
+information a trivial statistic carries from that bias.
 """
 
 from __future__ import annotations
@@ -37,19 +43,26 @@ def trivial_statistics(x: np.ndarray, freqs: bool = True) -> np.ndarray:
 def shortcut_check(x: np.ndarray, y: np.ndarray, truth: float | None, n: int = 2000, k: int = 3,
                    seed: int = 0) -> dict:
     """MI (nats) between trivial statistics of the two sides (``n`` random samples): KSG and Gaussian, on
-    channel means alone and with the low frequencies; the largest as a share of the exact MI."""
+    channel means alone and with the low frequencies; the largest as a share of the exact MI. ``null``: the
+    same estimates with the pairs shuffled; ``above_null``: the largest of (estimate − its null), and its share."""
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(x), size=min(n, len(x)), replace=False))
     xs, ys = np.asarray(x)[idx], np.asarray(y)[idx]
-    out: dict = {"n": int(len(idx)), "truth": truth, "estimates": {}}
+    shuffle = rng.permutation(len(idx))
+    out: dict = {"n": int(len(idx)), "truth": truth, "estimates": {}, "null": {}}
     for label, freqs in (("channel means", False), ("means + low frequencies", True)):
         a, b = trivial_statistics(xs, freqs), trivial_statistics(ys, freqs)
         for est, fn in (("KSG", lambda u, v: ksg_mi(u, v, k=k)), ("Gaussian", gaussian_mi)):
-            try:
-                out["estimates"][f"{est} on {label}"] = float(fn(a, b))
-            except EstimatorError as err:  # e.g. too many statistics for KSG: recorded, not raised
-                out["estimates"][f"{est} on {label}"] = f"not computed: {err}"
-    values = [v for v in out["estimates"].values() if isinstance(v, float)]
-    out["max_nats"] = max(values) if values else None
-    out["share"] = (out["max_nats"] / truth if values and truth and np.isfinite(truth) and truth > 0 else None)
+            for key, bb in (("estimates", b), ("null", b[shuffle])):
+                try:
+                    out[key][f"{est} on {label}"] = float(fn(a, bb))
+                except EstimatorError as err:  # e.g. too many statistics for KSG: recorded, not raised
+                    out[key][f"{est} on {label}"] = f"not computed: {err}"
+    values = {name: v for name, v in out["estimates"].items() if isinstance(v, float)}
+    out["max_nats"] = max(values.values()) if values else None
+    excess = [v - out["null"][name] for name, v in values.items() if isinstance(out["null"][name], float)]
+    out["above_null"] = max(excess) if excess else None
+    known = truth is not None and np.isfinite(truth) and truth > 0
+    out["share"] = out["max_nats"] / truth if values and known else None
+    out["share_above_null"] = out["above_null"] / truth if excess and known else None
     return out

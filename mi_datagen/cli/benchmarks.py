@@ -124,11 +124,17 @@ def shortcut(store: str = typer.Argument(..., help="a dataset store"),
               title_justify="left")
     t.add_column("estimate")
     t.add_column("nats", justify="right")
+    t.add_column("shuffled pairs (its bias)", justify="right")
     for k, v in res["estimates"].items():
-        t.add_row(k, fmt(v) if isinstance(v, float) else str(v))
+        null = res["null"][k]
+        t.add_row(k, fmt(v) if isinstance(v, float) else str(v), fmt(null) if isinstance(null, float) else "—")
     out.print(t)
-    share = "—" if res["share"] is None else f"{res['share']:.0%}"
-    out.print(f"shortcut: at most {fmt(res['max_nats'])} of {fmt(truth)} nats ({share}) from trivial statistics",
+
+    def pct(v):
+        return "—" if v is None else f"{v:.0%}"
+
+    out.print(f"shortcut: at most {fmt(res['max_nats'])} of {fmt(truth)} nats ({pct(res['share'])}) from trivial "
+              f"statistics, {fmt(res['above_null'])} ({pct(res['share_above_null'])}) above the shuffled-pair null",
               highlight=False)
     if json_out:
         json_out.write_text(json.dumps(res, indent=1, default=float))
