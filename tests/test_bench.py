@@ -100,6 +100,20 @@ def test_rerun_skips_finished_runs_and_retries_failed(suite_dir):
     assert json.loads(ok.read_text())["status"] == "ok"
 
 
+def test_a_missing_shortcut_record_is_made_from_the_complete_store_without_redoing_runs(suite_dir):
+    """A pair whose runs all finished before its check existed (or whose record was deleted): the rerun makes it from the store —
+    the same bytes, seeded — and touches no run record."""
+    (suite_dir / "ok.yaml").write_text(SUITE.replace("  - {name: TooBig, method: dv, settings: {batch_size: 4096}}\n", ""))
+    out = run_suite(suite_dir / "ok.yaml", suite_dir / "out", progress=False)
+    runs = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    lost, kept = out / "shortcuts" / "plain__theta-X1__shortcut__s0.json", out / "shortcuts" / "plain__X1-X2__shortcut__s0.json"
+    lost_bytes, before_kept = lost.read_bytes(), kept.stat().st_mtime_ns
+    lost.unlink()
+    run_suite(suite_dir / "ok.yaml", suite_dir / "out", progress=False)
+    assert lost.read_bytes() == lost_bytes and kept.stat().st_mtime_ns == before_kept
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == runs and len(runs) == 2 * 2 * 2 + 2
+
+
 def test_edited_suite_redoes_only_the_runs_it_changes(suite_dir):
     """A stored run is reused only while the suite asks for the same thing: new settings for one estimator, or a
     new store size, redo the runs they touch (a result made on 800 samples is not reported as one made on 600)."""

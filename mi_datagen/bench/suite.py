@@ -134,11 +134,15 @@ class Suite(_Frozen):
         return v
 
 
+def _shortcut_path(out: Path, dataset: str, a, b) -> Path:
+    return out / "shortcuts" / f"{run_id(dataset, a, b, 'shortcut', 0)}.json"
+
+
 def _shortcut_once(out: Path, dataset: str, a, b, x, y, truth) -> None:
     """The shortcut check of one (dataset, pair), computed once and kept beside the runs."""
     from mi_datagen.bench.shortcut import shortcut_check
 
-    target = out / "shortcuts" / f"{run_id(dataset, a, b, 'shortcut', 0)}.json"
+    target = _shortcut_path(out, dataset, a, b)
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -361,21 +365,23 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     for rid, entry, member, a, b, kind, cfg, seed in bar:
         target, config = out / "runs" / f"{rid}.json", _config(kind, cfg)
         flows = _flows(entry, member, path.parent / Path(entry.spec).parent, flow_cache)
+        base = path.parent / Path(entry.spec).parent
+        if member.name not in stores and member.name not in ready:  # checked once per dataset, not once per run
+            ready[member.name] = _complete_store(entry, member, base, store_root)
         if target.exists() and _is_current(json.loads(target.read_text()), entry, config, flows):
+            if ready.get(member.name) and not _shortcut_path(out, member.name, a, b).exists():  # run done before
+                x, y, truth = load_pair(str(_store(entry, member, base, store_root, progress=False)), list(a), list(b))
+                _shortcut_once(out, member.name, a, b, x, y, truth)  # its pair's check: computed from the store
             continue
-        if existing_only and member.name not in stores:
-            if member.name not in ready:  # checked once per dataset, not once per run
-                ready[member.name] = _complete_store(entry, member, path.parent / Path(entry.spec).parent, store_root)
-            if not ready[member.name]:
-                continue
+        if existing_only and member.name not in stores and not ready[member.name]:
+            continue
         rec = {"id": rid, "suite": suite.name, "dataset": member.name, "a": list(a), "b": list(b), "seed": seed,
                "kind": kind, "images": entry.images, "n": entry.n, "config": config, "flows": flows, "status": "ok",
                "error": None}
         t0 = time.perf_counter()
         try:
             if member.name not in stores:
-                stores[member.name] = _store(entry, member, path.parent / Path(entry.spec).parent,
-                                             store_root, progress=False)
+                stores[member.name] = _store(entry, member, base, store_root, progress=False)
             key = (member.name, tuple(a), tuple(b))
             if key not in pairs:
                 pairs = {key: load_pair(str(stores[member.name]), list(a), list(b))}  # keep one pair in memory
