@@ -82,3 +82,19 @@ def test_cli_shortcut_prints_the_null_and_writes_it(tiny_dir, tmp_path):
     assert rec["above_null"] == max(ests[k] - nulls[k] for k in ests)
     text = " ".join(r.output.split())
     assert "shuffled pairs" in text and "above the shuffled-pair null" in text and f"{rec['above_null']:.3f}" in text
+
+    # `inspect --shortcut`: the pairs the suites ask about, θ; X1 and X1; X2, each with its exact MI from the manifest
+    from mi_datagen.bench.shortcut import store_shortcuts
+    from mi_datagen.store.store import Store
+
+    exact = {(tuple(m.a), tuple(m.b)): m.nats for m in Store(str(store)).manifest.info.mutual_information if not m.given}
+    recs = store_shortcuts(str(store), n=2000)
+    assert [(r["a"], r["b"]) for r in recs] == [(["theta"], ["X1"]), (["X1"], ["X2"])]
+    assert [r["truth"] for r in recs] == [exact[("theta",), ("X1",)], exact[("X1",), ("X2",)]]
+    assert recs[1]["estimates"] == rec["estimates"]  # all 256 rows either way: the same numbers as the command
+    r = runner.invoke(app, ["inspect", str(store), "--shortcut"], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    assert "shortcut check" in r.output and "I(theta; X1)" in r.output
+    from mi_datagen.cli._common import fmt
+
+    assert fmt(recs[1]["above_null"]) in r.output and fmt(recs[1]["truth"]) in r.output

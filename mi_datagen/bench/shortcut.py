@@ -21,7 +21,7 @@ import numpy as np
 from mi_datagen.errors import EstimatorError
 from mi_datagen.estimators.baselines import gaussian_mi, ksg_mi
 
-__all__ = ["trivial_statistics", "shortcut_check"]
+__all__ = ["trivial_statistics", "shortcut_check", "store_shortcuts"]
 
 FREQS = ((0, 1), (1, 0), (1, 1))
 
@@ -66,3 +66,19 @@ def shortcut_check(x: np.ndarray, y: np.ndarray, truth: float | None, n: int = 2
     out["share"] = out["max_nats"] / truth if values and known else None
     out["share_above_null"] = out["above_null"] / truth if excess and known else None
     return out
+
+
+def store_shortcuts(store, n: int = 2000, seed: int = 0) -> list[dict]:
+    """The check on a complete store (a path or ``Store``) for the pairs the suites ask about: θ; X1 and X1; Xj
+    for every other modality Xj. One record per pair, with ``a`` and ``b``."""
+    from mi_datagen.estimators.pairs import load_pair
+    from mi_datagen.store.store import Store
+
+    store = store if isinstance(store, Store) else Store(store)
+    first, *others = [m.name for m in store.manifest.modalities]
+    pairs = [(["theta"], [first]), *(([first], [m]) for m in others)]
+    recs = []
+    for a, b in pairs:
+        x, y, truth = load_pair(store, a, b)
+        recs.append({"a": a, "b": b, **shortcut_check(x, y, truth, n=n, seed=seed)})
+    return recs

@@ -96,8 +96,12 @@ def _preview(path: str, rows: int = 6) -> Path:
 @app.command()
 def inspect(path: str = typer.Argument(..., help="a dataset store"),
             preview: Optional[Path] = typer.Option(None, help="write the preview grid here "
-                                                   "(default: <store>.preview.png for local stores)")) -> None:
-    """A store's manifest as tables: modalities, maps, exact MI (with the interval), shards."""
+                                                   "(default: <store>.preview.png for local stores)"),
+            shortcut: bool = typer.Option(False, "--shortcut", help="also run the shortcut check (MI carried by "
+                                          "channel means and the lowest spatial frequencies, 2 000 samples) on "
+                                          "θ; X1 and X1; Xj")) -> None:
+    """A store's manifest as tables: modalities, maps, exact MI (with the interval), shards; with --shortcut, how
+    much of the MI trivial statistics carry."""
     from mi_datagen.store.store import Store
 
     man = Store(path).manifest
@@ -139,12 +143,28 @@ def inspect(path: str = typer.Argument(..., help="a dataset store"),
             t.add_row(",".join(e.nodes), f"{e.nats:.2f}", f"{e.stderr:.2f}", f"{e.latent_nats:.2f}",
                       f"{e.standardize_logdet:.2f}", f"{e.flow_logdet_mean:.2f}", str(e.n_samples))
         out.print(t)
+    if shortcut:
+        _print_shortcuts(path)
     try:
         if preview is not None or "://" not in path:
             img = _preview(path) if preview is None else _preview_to(path, preview)
             out.print(f"preview grid (clamped 8-bit): {img}", highlight=False)
     except (MIDatagenError, OSError, ValueError) as e:  # a preview is a convenience; the manifest is the result
         err.print(f"no preview: {' '.join(str(e).split())}")
+
+
+def _print_shortcuts(path: str) -> None:
+    from mi_datagen.bench.shortcut import store_shortcuts
+
+    t = Table(title="shortcut check (nats): MI from channel means and the lowest spatial frequencies, KSG and "
+                    "Gaussian; above null = less each estimate's figure on shuffled pairs", title_justify="left")
+    for c in ("pair", "exact", "best shortcut", "share", "above null", "share above null", "samples"):
+        t.add_column(c, justify="left" if c == "pair" else "right")
+    for r in store_shortcuts(path):
+        t.add_row(quantity_label(r["a"], r["b"], []), fmt(r["truth"]), fmt(r["max_nats"]),
+                  "-" if r["share"] is None else f"{r['share']:.0%}", fmt(r["above_null"]),
+                  "-" if r["share_above_null"] is None else f"{r['share_above_null']:.0%}", str(r["n"]))
+    out.print(t)
 
 
 def _preview_to(path: str, target: Path) -> Path:
