@@ -362,16 +362,26 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
     pairs: dict[tuple, tuple] = {}
     flow_cache: dict = {}
     bar = tqdm(todo, desc=f"bench {suite.name}", unit="run", disable=not progress)
+
+    def pair_of(entry, member, base: Path, a, b) -> tuple:
+        """(x, y, exact MI) of a pair, its store made or reused once per dataset; one pair kept in memory."""
+        if member.name not in stores:
+            stores[member.name] = _store(entry, member, base, store_root, progress=False)
+        key = (member.name, tuple(a), tuple(b))
+        if key not in pairs:
+            pairs.clear()
+            pairs[key] = load_pair(str(stores[member.name]), list(a), list(b))
+        return pairs[key]
+
     for rid, entry, member, a, b, kind, cfg, seed in bar:
         target, config = out / "runs" / f"{rid}.json", _config(kind, cfg)
-        flows = _flows(entry, member, path.parent / Path(entry.spec).parent, flow_cache)
         base = path.parent / Path(entry.spec).parent
+        flows = _flows(entry, member, base, flow_cache)
         if member.name not in stores and member.name not in ready:  # checked once per dataset, not once per run
             ready[member.name] = _complete_store(entry, member, base, store_root)
         if target.exists() and _is_current(json.loads(target.read_text()), entry, config, flows):
             if ready.get(member.name) and not _shortcut_path(out, member.name, a, b).exists():  # run done before
-                x, y, truth = load_pair(str(_store(entry, member, base, store_root, progress=False)), list(a), list(b))
-                _shortcut_once(out, member.name, a, b, x, y, truth)  # its pair's check: computed from the store
+                _shortcut_once(out, member.name, a, b, *pair_of(entry, member, base, a, b))  # its check, from the store
             continue
         if existing_only and member.name not in stores and not ready[member.name]:
             continue
@@ -380,12 +390,7 @@ def run_suite(path: str | Path, out: str | Path | None = None, progress: bool = 
                "error": None}
         t0 = time.perf_counter()
         try:
-            if member.name not in stores:
-                stores[member.name] = _store(entry, member, base, store_root, progress=False)
-            key = (member.name, tuple(a), tuple(b))
-            if key not in pairs:
-                pairs = {key: load_pair(str(stores[member.name]), list(a), list(b))}  # keep one pair in memory
-            x, y, truth = pairs[key]
+            x, y, truth = pair_of(entry, member, base, a, b)
             _shortcut_once(out, member.name, a, b, x, y, truth)
             rec.update(store=str(stores[member.name]), truth=truth)
             if kind == "estimate":

@@ -67,6 +67,10 @@ def fmt(v: float | None) -> str:
     return format_info(v, 6)
 
 
+def share(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
 def bits(v: float | None) -> str:
     return format_info(to_bits(v), 6)
 

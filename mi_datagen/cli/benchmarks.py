@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mi_datagen.cli._common import app, err, fmt, out
+from mi_datagen.cli._common import app, err, fmt, out, share
 
 
 @app.command()
@@ -129,12 +129,8 @@ def shortcut(store: str = typer.Argument(..., help="a dataset store"),
         null = res["null"][k]
         t.add_row(k, fmt(v) if isinstance(v, float) else str(v), fmt(null) if isinstance(null, float) else "—")
     out.print(t)
-
-    def pct(v):
-        return "—" if v is None else f"{v:.0%}"
-
-    out.print(f"shortcut: at most {fmt(res['max_nats'])} of {fmt(truth)} nats ({pct(res['share'])}) from trivial "
-              f"statistics, {fmt(res['above_null'])} ({pct(res['share_above_null'])}) above the shuffled-pair null",
+    out.print(f"shortcut: at most {fmt(res['max_nats'])} of {fmt(truth)} nats ({share(res['share'])}) from trivial "
+              f"statistics, {fmt(res['above_null'])} ({share(res['share_above_null'])}) above the shuffled-pair null",
               highlight=False)
     if json_out:
         json_out.write_text(json.dumps(res, indent=1, default=float))

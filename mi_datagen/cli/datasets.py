@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from mi_datagen.cli._common import app, err, fmt, out
+from mi_datagen.cli._common import app, err, fmt, out, share
 from mi_datagen.errors import MIDatagenError
 from mi_datagen.info.units import quantity_label
 
@@ -162,8 +162,7 @@ def _print_shortcuts(path: str) -> None:
         t.add_column(c, justify="left" if c == "pair" else "right")
     for r in store_shortcuts(path):
         t.add_row(quantity_label(r["a"], r["b"], []), fmt(r["truth"]), fmt(r["max_nats"]),
-                  "-" if r["share"] is None else f"{r['share']:.0%}", fmt(r["above_null"]),
-                  "-" if r["share_above_null"] is None else f"{r['share_above_null']:.0%}", str(r["n"]))
+                  share(r["share"]), fmt(r["above_null"]), share(r["share_above_null"]), str(r["n"]))
     out.print(t)
 
 
